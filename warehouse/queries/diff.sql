@@ -1,0 +1,93 @@
+-- The diff of one run against history: every paper that belongs in the digest, with its section
+-- and the figures its reason is written from. Only sightings inside the window are read, so the
+-- cost follows the window, not the years of history behind it.
+--
+-- Parameters: $run_id (the run diffed), $since_run (papers first seen after it are new),
+-- $window_start / $as_of (timestamps), $min_gain (upvotes), $trending_limit, $stars_jump.
+WITH win AS (
+    SELECT * FROM sightings
+    WHERE seen_at >= $window_start AND seen_at <= $as_of AND run_id <= $run_id
+),
+latest AS (
+    SELECT * FROM win
+    QUALIFY row_number() OVER (PARTITION BY paper_id ORDER BY seen_at DESC, page_id DESC) = 1
+),
+previous AS (   -- the newest sighting from an earlier run than the latest one
+    SELECT w.* FROM win w JOIN latest l USING (paper_id)
+    WHERE w.run_id < l.run_id
+    QUALIFY row_number() OVER (PARTITION BY w.paper_id ORDER BY w.seen_at DESC, w.page_id DESC) = 1
+),
+mailed AS (     -- the last time each paper went out, and its upvotes then
+    SELECT paper_id, arg_max(upvotes, mailed_at) AS mailed_upvotes, max(mailed_at) AS mailed_at
+    FROM digest_items
+    WHERE paper_id IN (SELECT paper_id FROM latest) AND mailed_at <= $as_of
+    GROUP BY paper_id
+),
+day_mailed AS ( -- when each digest date's email first went out
+    SELECT digest_date, min(delivered_at) AS delivered_at
+    FROM digests
+    WHERE digest_date >= CAST($window_start AS DATE) - INTERVAL 31 DAY
+    GROUP BY digest_date
+),
+facts AS (
+    SELECT
+        l.paper_id, l.digest_date, l.rank, l.upvotes, l.comments, l.github_stars, l.github_url,
+        l.seen_at,
+        pr.upvotes AS prev_upvotes, pr.rank AS prev_rank, pr.seen_at AS prev_seen_at,
+        pr.digest_date AS prev_digest_date, pr.github_url AS prev_github_url,
+        pr.github_stars AS prev_github_stars,
+        m.mailed_upvotes, m.mailed_at,
+        p.first_seen_run, p.first_seen_at, p.first_digest_date, dm.delivered_at AS day_mailed_at,
+        l.upvotes - pr.upvotes AS gain,
+        -- hours between the two sightings; a single sighting's age counts from its digest day
+        greatest(epoch(l.seen_at - coalesce(pr.seen_at, CAST(l.digest_date AS TIMESTAMPTZ)))
+                 / 3600.0, 1.0) AS hours,
+        p.first_seen_run > $since_run AND p.first_seen_run <= $run_id AS first_seen_now,
+        m.mailed_at IS NULL AND dm.delivered_at < p.first_seen_at AS is_late
+    FROM latest l
+    JOIN papers p USING (paper_id)
+    LEFT JOIN previous pr USING (paper_id)
+    LEFT JOIN mailed m USING (paper_id)
+    LEFT JOIN day_mailed dm ON dm.digest_date = p.first_digest_date
+),
+scored AS (
+    SELECT *,
+        CASE
+            WHEN prev_upvotes IS NOT NULL THEN
+                CASE WHEN gain >= $min_gain
+                      AND (mailed_upvotes IS NULL OR upvotes - mailed_upvotes >= $min_gain)
+                     THEN gain / hours END
+            WHEN upvotes >= $min_gain AND mailed_at IS NULL THEN upvotes / hours
+        END AS velocity
+    FROM facts
+),
+ranked AS (
+    SELECT *,
+        CASE WHEN velocity IS NOT NULL
+             THEN row_number() OVER (ORDER BY velocity DESC NULLS LAST, upvotes DESC, paper_id)
+        END AS trending_rank
+    FROM scored
+)
+SELECT
+    r.*,
+    CASE
+        WHEN trending_rank <= $trending_limit THEN 'trending'
+        WHEN is_late AND first_seen_run <= $run_id THEN 'late'
+        WHEN first_seen_now THEN 'new'
+    END AS section,
+    CASE
+        WHEN github_url IS NOT NULL AND prev_seen_at IS NOT NULL AND prev_github_url IS NULL
+            THEN 'code_released'
+        WHEN github_stars - prev_github_stars >= $stars_jump THEN 'stars_jump'
+    END AS change,
+    p.title, p.abstract, p.arxiv_id, p.authors, p.n_authors, p.published_on, p.project_url,
+    p.ai_summary, p.ai_keywords, p.organization
+FROM ranked r
+JOIN papers p USING (paper_id)
+WHERE section IS NOT NULL OR change IS NOT NULL
+ORDER BY
+    CASE section WHEN 'trending' THEN 0 WHEN 'late' THEN 1 WHEN 'new' THEN 2 ELSE 3 END,
+    trending_rank NULLS LAST,
+    upvotes DESC NULLS LAST,
+    rank,
+    paper_id;

@@ -1,0 +1,7 @@
+-- Idempotency: the same bytes for the same digest date were already loaded.
+-- (Keyed on the date too: an empty day's `[]` is identical for every weekend.)
+SELECT page_id, n_entries, n_rejected
+FROM pages
+WHERE content_sha256 = $sha AND digest_date IS NOT DISTINCT FROM $digest_date
+ORDER BY page_id
+LIMIT 1;
