@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from flows.models import PageFormatError, PageLoad, Paper, ParsedPage, RawPage, Reject
+from flows.parse.clean import title_key
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +129,22 @@ class Warehouse:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _row(self, sql: str, params: dict[str, Any] | None = None) -> tuple | None:
+        """The first row of a query, with the result drained (DuckDB 2 keeps an open result
+        busy until fetched to the end, and `register` refuses to run beside one)."""
+        rows = self.con.execute(sql, params or {}).fetchall()
+        return rows[0] if rows else None
+
     # ---- schema --------------------------------------------------------------------------
 
     def schema_version(self) -> int:
         """The version the file is at (0 for an empty file)."""
-        has_table = self.con.execute(
+        has_table = self._row(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'"
-        ).fetchone()[0]
+        )[0]
         if not has_table:
             return 0
-        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[
-            0
-        ]
+        return self._row("SELECT coalesce(max(version), 0) FROM schema_version")[0]
 
     def migrate(self, target: int = SCHEMA_VERSION) -> int:
         """Apply every migration above the file's version up to `target`, each atomically."""
@@ -171,7 +176,7 @@ class Warehouse:
     def start_run(self, flow: str, params: dict[str, Any] | None = None) -> int:
         """Record a run as started; returns its run_id."""
         self.abandon_stale_runs()
-        run_id = self.con.execute("SELECT nextval('run_id_seq')").fetchone()[0]
+        run_id = self._row("SELECT nextval('run_id_seq')")[0]
         self.con.execute(
             "INSERT INTO runs (run_id, flow, started_at, status, params) "
             "VALUES ($id, $flow, $at, 'running', $params)",
@@ -208,10 +213,10 @@ class Warehouse:
 
     def find_loaded_page(self, raw: RawPage) -> PageLoad | None:
         """The earlier load of these exact bytes for this digest date, if any."""
-        row = self.con.execute(
+        row = self._row(
             query_sql("find_loaded_page"),
             {"sha": content_sha256(raw.body), "digest_date": raw.digest_date},
-        ).fetchone()
+        )
         if row is None:
             return None
         return PageLoad(row[0], raw.location, True, n_entries=row[1], n_rejected=row[2])
@@ -238,7 +243,7 @@ class Warehouse:
     ) -> PageLoad:
         seen_at = raw.fetched_at or utc_now()
         if page_id is None:
-            page_id = self.con.execute("SELECT nextval('page_id_seq')").fetchone()[0]
+            page_id = self._row("SELECT nextval('page_id_seq')")[0]
             self._insert_page_row(page_id, run_id, raw, parsed, seen_at)
         papers = self._resolve_ids(_dedupe(parsed.papers))
         n_new = self._count_new(papers)
@@ -328,7 +333,6 @@ class Warehouse:
         """Map title-only ids onto known arXiv ids, and merge title-only papers into new ids."""
         if not papers:
             return papers
-        from flows.parse import title_key
 
         keys = {p.paper_id: title_key(p.title) for p in papers}
         known = self._papers_by_title_key(set(keys.values()))
@@ -359,9 +363,7 @@ class Warehouse:
     def _merge_title_paper(self, alias: str, paper_id: str) -> None:
         """Move a title-only paper's history to its arXiv id; keep the old id as an alias."""
         params = {"id": paper_id, "alias": alias}
-        exists = self.con.execute(
-            "SELECT count(*) FROM papers WHERE paper_id = $id", {"id": paper_id}
-        ).fetchone()[0]
+        exists = self._row("SELECT count(*) FROM papers WHERE paper_id = $id", {"id": paper_id})[0]
         if not exists:
             # DuckDB cannot update a primary key in place: copy the row under the new key, so
             # first_seen_* survive the merge (the upsert that follows refreshes the rest).
@@ -381,10 +383,10 @@ class Warehouse:
     def _count_new(self, papers: list[Paper]) -> int:
         if not papers:
             return 0
-        known = self.con.execute(
+        known = self._row(
             "SELECT count(*) FROM papers WHERE paper_id IN (SELECT unnest($ids))",
             {"ids": [p.paper_id for p in papers]},
-        ).fetchone()[0]
+        )[0]
         return len(papers) - known
 
     # ---- archive and rebuild -------------------------------------------------------------
@@ -395,12 +397,12 @@ class Warehouse:
             r[0] for r in self.con.execute("SELECT page_id FROM pages ORDER BY page_id").fetchall()
         ]
         for page_id in ids:
-            row = self.con.execute(
+            row = self._row(
                 "SELECT p.run_id, p.source, p.location, p.digest_date, p.fetched_at, p.http_status,"
                 " p.content_type, p.etag, p.last_modified, a.raw "
                 "FROM pages p JOIN page_archive a USING (page_id) WHERE page_id = $id",
                 {"id": page_id},
-            ).fetchone()
+            )
             raw = RawPage(
                 source=row[1],
                 location=row[2],
@@ -453,7 +455,7 @@ class Warehouse:
 
     def http_validators(self, url: str) -> tuple[str | None, str | None]:
         """(ETag, Last-Modified) of the newest fetch of `url`, for a conditional request."""
-        row = self.con.execute(query_sql("latest_validators"), {"location": url}).fetchone()
+        row = self._row(query_sql("latest_validators"), {"location": url})
         return (row[0], row[1]) if row else (None, None)
 
     def dates_with_pages(self, start: date, end: date, min_entries: int = 0) -> set[date]:
@@ -468,6 +470,39 @@ class Warehouse:
         have = self.dates_with_pages(start, end, min_entries)
         days = (end - start).days + 1
         return [start + timedelta(d) for d in range(days) if start + timedelta(d) not in have]
+
+    def mark_day_complete(
+        self, day: date, source: str, run_id: int, n_pages: int, n_entries: int
+    ) -> None:
+        """Record that every page of a fetched day is loaded (backfill resumes from this)."""
+        self.con.execute(
+            "INSERT INTO day_loads VALUES ($d, $source, $run, $at, $pages, $entries)",
+            {
+                "d": day,
+                "source": source,
+                "run": run_id,
+                "at": utc_now(),
+                "pages": n_pages,
+                "entries": n_entries,
+            },
+        )
+
+    def complete_days(self, start: date, end: date, source: str) -> set[date]:
+        """Days in [start, end] whose every page from `source` is loaded."""
+        rows = self.con.execute(
+            query_sql("complete_days"), {"start": start, "end": end, "source": source}
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def papers_in_run(self, run_id: int) -> int:
+        """How many distinct papers the pages of a run showed."""
+        return self._row(
+            "SELECT count(DISTINCT paper_id) FROM sightings WHERE run_id = $r", {"r": run_id}
+        )[0]
+
+    def last_delivery(self) -> datetime | None:
+        """When the newest digest went out (None if none ever did)."""
+        return self._row("SELECT max(delivered_at) FROM digests")[0]
 
     def fetch_dicts(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read query with bound parameters; rows as dicts."""
@@ -545,10 +580,10 @@ class Warehouse:
 
     def send_state(self, recipient: str, digest_key: str) -> tuple[str, str] | None:
         """(state, message_id) of a digest for a recipient, or None if never attempted."""
-        row = self.con.execute(
+        row = self._row(
             "SELECT state, message_id FROM sends WHERE recipient = $r AND digest_key = $k",
             {"r": recipient, "k": digest_key},
-        ).fetchone()
+        )
         return (row[0], row[1]) if row else None
 
     def mark_pending(self, recipient: str, digest_key: str, message_id: str) -> None:
@@ -603,7 +638,6 @@ def content_sha256(body: bytes) -> str:
 
 def papers_table(papers: list[Paper], page_date: date | None) -> pa.Table:
     """An Arrow table of cleaned papers, the shape `upsert_papers.sql` reads as `batch`."""
-    from flows.parse import title_key
 
     def col(name: str) -> list[Any]:
         return [getattr(p, name) for p in papers]

@@ -20,3 +20,14 @@ CREATE TABLE digest_items (
 );
 
 ALTER TABLE sightings ADD COLUMN github_url VARCHAR;
+
+-- A fetched day is complete only when every one of its pages loaded (an API day can span
+-- several pages): backfill resumes from this, and gap repair looks for days missing here.
+CREATE TABLE day_loads (
+    digest_date  DATE NOT NULL,
+    source       VARCHAR NOT NULL,
+    run_id       BIGINT NOT NULL,
+    completed_at TIMESTAMPTZ NOT NULL,
+    n_pages      INTEGER NOT NULL,
+    n_entries    INTEGER NOT NULL
+);

@@ -1,0 +1,339 @@
+"""The `paperdigest` command line (also `python -m flows`).
+
+Exit codes: 0 success, 1 failure (a one-line reason on stderr), 2 usage error.
+Prefect is imported only by the commands that run flows, so `status` and friends start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from flows import __version__
+from flows.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+
+log = logging.getLogger("paperdigest")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, run the command, map errors to exit codes."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _configure_logging(args.verbose)
+    try:
+        settings = load_settings(db=args.db, outbox=args.outbox, lock_wait=args.wait)
+        return args.handler(args, settings)
+    except ConfigError as exc:
+        print(f"paperdigest: configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("paperdigest: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # every failure is one clear line, never a traceback
+        if args.verbose:
+            log.exception("failed")
+        print(f"paperdigest: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command (also used to check the README documents them)."""
+    parser = argparse.ArgumentParser(
+        prog="paperdigest",
+        description="Hugging Face Daily Papers → DuckDB warehouse → digest email.",
+    )
+    parser.add_argument("--version", action="version", version=f"paperdigest {__version__}")
+    parser.add_argument("--db", type=Path, help="warehouse file (env PAPERDIGEST_DB)")
+    parser.add_argument("--outbox", type=Path, help="local outbox folder (env PAPERDIGEST_OUTBOX)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        help="seconds to wait for a busy warehouse (env PAPERDIGEST_LOCK_WAIT)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, (handler, help_text, add_args) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_args(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the daily digest flow."""
+    daily = _prefect_flows().daily_digest
+    result = daily(
+        date=_iso(args.date),
+        offline_dir=str(args.offline) if args.offline else None,
+        source=args.source,
+        db=str(settings.db),
+        outbox=str(settings.outbox),
+        resend=args.resend,
+    )
+    print(result["summary"])
+    return EXIT_OK if result["status"] == "ok" else EXIT_FAILURE
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Load saved pages into the warehouse."""
+    flows = _prefect_flows()
+    result = flows.import_pages(
+        paths=[str(p) for p in args.paths], date=_iso(args.date), db=str(settings.db)
+    )
+    for failure in result["failures"]:
+        print(f"paperdigest: {failure}", file=sys.stderr)
+    print(result["summary"])
+    return EXIT_FAILURE if result["failures"] else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Print recent runs, totals, the span of digest dates, gaps and rejects."""
+    from flows.report import print_status
+    from flows.warehouse import Warehouse
+
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        status = wh.status()
+    print_status(status, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the diff of a run (new, trending, late, changes)."""
+    from flows.diff import DiffSettings, compute_diff, latest_run, resolve_since
+    from flows.report import print_digest
+    from flows.warehouse import Warehouse
+
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        run_id = args.run or latest_run(wh)
+        if run_id is None:
+            print("paperdigest: the warehouse has no runs yet", file=sys.stderr)
+            return EXIT_FAILURE
+        since = resolve_since(wh, args.since) if args.since else None
+        digest = compute_diff(
+            wh,
+            run_id=run_id,
+            digest_date=args.date or settings.today(),
+            since_run=since,
+            settings=DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain),
+        )
+    print_digest(digest, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    """Render the digest of the latest run to HTML and text files; print their paths."""
+    from flows.delivery import preview_digest
+
+    html, text = preview_digest(settings, day=args.date, out_dir=args.out)
+    print(html)
+    print(text)
+    return EXIT_OK
+
+
+def cmd_reparse(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild papers, sightings and rejects from the archived page bytes."""
+    from flows.pipeline import reparse_archive
+    from flows.warehouse import Warehouse
+
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        pages, entries = reparse_archive(wh, args.date)
+    print(f"reparsed {pages} archived pages, {entries} entries")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the warehouse's integrity; exit 1 when any check fails."""
+    from flows.warehouse import Warehouse
+
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        problems = wh.integrity_problems()
+    for problem, n in problems:
+        print(f"FAIL {problem}: {n}")
+    if not problems:
+        print(f"ok: {settings.db} passes every integrity check")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """Fetch and load a range of past days."""
+    from flows.backfill import run_backfill_cli
+
+    return run_backfill_cli(args, settings)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Register the daily and backfill deployments and serve them."""
+    from flows.backfill import serve_deployments
+
+    return serve_deployments(args, settings)
+
+
+def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
+    """Add, list or remove subscribers."""
+    from flows import subscribers
+
+    path = settings.subscribers_path
+    if args.action == "add":
+        subscribers.add_subscriber(
+            path, args.address, include=args.include, exclude=args.exclude, cadence=args.cadence
+        )
+        print(f"added {args.address} to {path}")
+    elif args.action == "remove":
+        subscribers.remove_subscriber(path, args.address)
+        print(f"unsubscribed {args.address} in {path}")
+    else:
+        for r in subscribers.load_subscribers(path):
+            state = "active" if r.active else "unsubscribed"
+            topics = ", ".join(r.topics.include) or "-"
+            print(f"{r.address}\t{r.cadence}\t{state}\tinclude: {topics}")
+    return EXIT_OK
+
+
+# ---- arguments of each command ------------------------------------------------------------
+
+
+def _args_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--date", type=_date, help="digest date (default: today in the timezone)")
+    p.add_argument("--offline", type=Path, metavar="DIR", help="read saved pages from DIR")
+    p.add_argument("--source", choices=("api", "html"), help="fetch source (default api)")
+    p.add_argument("--resend", action="store_true", help="send again even if already sent")
+
+
+def _args_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="saved pages or folders")
+    p.add_argument("--date", type=_date, help="digest date of pages that do not say their year")
+
+
+def _args_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _args_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--date", type=_date, help="digest date to label the diff with")
+    p.add_argument("--since", metavar="RUN|DATE", help="count as new everything after this")
+    p.add_argument("--run", type=int, help="the run to diff (default: the latest)")
+    _args_json(p)
+
+
+def _args_preview(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--date", type=_date, help="digest date (default: the latest run's)")
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "preview", help="output folder")
+
+
+def _args_reparse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--date", type=_date, help="the 'today' year-less dates are resolved against")
+
+
+def _args_none(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _args_backfill(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", type=_date, required=True, help="first day (YYYY-MM-DD)")
+    p.add_argument("--end", type=_date, required=True, help="last day (YYYY-MM-DD)")
+    p.add_argument("--source", choices=("api", "html"), help="fetch source (default api)")
+    p.add_argument("--workers", type=int, default=4, help="concurrent fetches (default 4)")
+    p.add_argument("--refresh", action="store_true", help="re-fetch days already complete")
+    p.add_argument("--dask", metavar="ADDRESS", help="run fetch tasks on this Dask scheduler")
+    p.add_argument("--email", action="store_true", help="also mail the digest of the last day")
+
+
+def _args_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cron", help="daily schedule (env PAPERDIGEST_CRON, default '0 7 * * 1-5')")
+    p.add_argument("--timezone", help="schedule timezone (env PAPERDIGEST_TIMEZONE, default UTC)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="build and print the deployments, do not serve"
+    )
+
+
+def _args_subscribers(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add or update a subscriber")
+    add.add_argument("address")
+    add.add_argument("--include", nargs="*", default=(), metavar="KW", help="topic keywords")
+    add.add_argument("--exclude", nargs="*", default=(), metavar="KW", help="keywords to drop")
+    add.add_argument("--cadence", choices=("daily", "weekdays", "weekly"), default="daily")
+    remove = actions.add_parser("remove", help="unsubscribe an address (kept as unsubscribed)")
+    remove.add_argument("address")
+    actions.add_parser("list", help="list subscribers")
+
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": (cmd_run, "run the daily digest flow (fetch, load, diff, render, deliver)", _args_run),
+    "import": (
+        cmd_import,
+        "load saved pages (text, API JSON, HTML) into the warehouse",
+        _args_import,
+    ),
+    "status": (cmd_status, "recent runs, totals, date span, gaps and rejects", _args_json),
+    "diff": (cmd_diff, "what is new, trending, late and changed in a run", _args_diff),
+    "preview": (cmd_preview, "render the digest to HTML and text files", _args_preview),
+    "reparse": (cmd_reparse, "rebuild derived tables from the archived pages", _args_reparse),
+    "check": (cmd_check, "check the warehouse's integrity", _args_none),
+    "backfill": (cmd_backfill, "fetch and load a range of past days", _args_backfill),
+    "serve": (cmd_serve, "register the daily and backfill deployments and serve them", _args_serve),
+    "subscribers": (cmd_subscribers, "add, list or remove subscribers", _args_subscribers),
+}
+
+
+# ---- helpers of this module ---------------------------------------------------------------
+
+
+def prepare_prefect_env(environ: dict[str, str] | Any = os.environ) -> None:
+    """Keep Prefect's state out of the user's own ~/.prefect and give its server time to start."""
+    environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
+    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    environ.setdefault("DO_NOT_TRACK", "1")
+    environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _prefect_flows() -> Any:
+    prepare_prefect_env()
+    from flows import daily
+
+    return daily
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:500]
+
+
+def print_json(value: Any) -> None:
+    """Print a value as indented JSON (dates and paths as strings)."""
+    print(json.dumps(value, indent=2, default=str))

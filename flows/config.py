@@ -1,0 +1,127 @@
+"""Run settings: environment variables first, command-line flags over them.
+
+Every variable is listed in the README's configuration table; `tests/test_cli.py` checks that
+the table and this module agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Environment variable → Settings field. Secrets (HF_TOKEN, the SMTP password) are read by the
+# stage that uses them (flows.fetch, flows.deliver) and never pass through here.
+ENV_VARS = {
+    "PAPERDIGEST_DB": "db",
+    "PAPERDIGEST_OUTBOX": "outbox",
+    "PAPERDIGEST_SUBSCRIBERS": "subscribers",
+    "PAPERDIGEST_MAIL_TO": "mail_to",
+    "PAPERDIGEST_OPERATOR_EMAIL": "operator_email",
+    "PAPERDIGEST_TIMEZONE": "timezone",
+    "PAPERDIGEST_SOURCE": "source",
+    "PAPERDIGEST_REFETCH_DAYS": "refetch_days",
+    "PAPERDIGEST_GAP_DAYS": "gap_days",
+    "PAPERDIGEST_WINDOW_DAYS": "window_days",
+    "PAPERDIGEST_MIN_GAIN": "min_gain",
+    "PAPERDIGEST_ON_EMPTY": "on_empty",
+    "PAPERDIGEST_DEADMAN_WEEKDAYS": "deadman_weekdays",
+    "PAPERDIGEST_LOCK_WAIT": "lock_wait",
+    "PAPERDIGEST_CRON": "cron",
+}
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs to know that is not a secret."""
+
+    db: Path = PROJECT_ROOT / "warehouse" / "papers.duckdb"
+    outbox: Path = PROJECT_ROOT / "outbox"
+    subscribers: Path | None = None  # default: subscribers.json beside the warehouse
+    mail_to: str = "me@localhost"  # who gets the digest when there is no subscribers file
+    operator_email: str | None = None  # who gets the dead-man's-switch alert
+    timezone: str = "UTC"
+    source: str = "api"
+    refetch_days: int = 7
+    gap_days: int = 30
+    window_days: int = 7
+    min_gain: int = 5
+    on_empty: str = "note"  # skip | note
+    deadman_weekdays: int = 2
+    lock_wait: float = 0.0
+    cron: str = "0 7 * * 1-5"
+
+    @property
+    def subscribers_path(self) -> Path:
+        """The subscribers file: explicit, or `subscribers.json` beside the warehouse."""
+        return self.subscribers or self.db.parent / "subscribers.json"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The configured timezone as a ZoneInfo (validated)."""
+        return zone(self.timezone)
+
+    def today(self) -> date:
+        """Today's date in the configured timezone."""
+        return datetime.now(self.tz).date()
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the non-None overrides applied (flags beat env)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return _validated(replace(self, **given))
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, then the given overrides (command-line flags)."""
+    environ = os.environ if environ is None else environ
+    types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for var, name in ENV_VARS.items():
+        raw = environ.get(var)
+        if raw:
+            values[name] = _convert(var, raw, types[name])
+    return Settings(**values).with_overrides(**overrides)
+
+
+def zone(name: str) -> ZoneInfo:
+    """A timezone by IANA name; refuses an unknown one up front with a clear message."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"unknown timezone {name!r} (use an IANA name like Europe/Paris)"
+        ) from exc
+
+
+def _convert(var: str, raw: str, kind: str) -> Any:
+    try:
+        if "Path" in kind:
+            return Path(raw).expanduser()
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from exc
+    return raw
+
+
+def _validated(settings: Settings) -> Settings:
+    zone(settings.timezone)
+    if settings.source not in ("api", "html"):
+        raise ConfigError(f"source must be api or html, not {settings.source!r}")
+    if settings.on_empty not in ("skip", "note"):
+        raise ConfigError(f"on_empty must be skip or note, not {settings.on_empty!r}")
+    for name in ("refetch_days", "gap_days", "window_days", "min_gain", "deadman_weekdays"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
+    return settings

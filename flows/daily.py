@@ -1,0 +1,182 @@
+"""Prefect flows: the daily digest and the import of saved pages.
+
+Tasks are coarse (a day's pages, a batch of loads, the diff, the delivery), never one per paper;
+only fetch tasks retry (I/O); side-effecting tasks use NO_CACHE; every warehouse write happens in
+the flow's own thread, since a DuckDB connection is not thread-safe.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows import pipeline
+from flows.config import Settings, load_settings
+from flows.delivery import DeliveryOutcome, deliver_run_digest
+from flows.diff import DiffSettings, compute_diff
+from flows.fetch import FetchError, FetchSettings, HFClient
+from flows.models import Digest, RawPage
+from flows.pipeline import PageOutcome, RunTotals
+from flows.warehouse import Warehouse
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, tags=["io"])
+def fetch_day(client: HFClient, day: date, source: str) -> list[RawPage]:
+    """Fetch one digest day (all its API pages, or its HTML page)."""
+    return client.fetch_day(day, source)
+
+
+@task(cache_policy=NO_CACHE)
+def load_pages(wh: Warehouse, pages: list[RawPage], run_id: int, today: date) -> list[PageOutcome]:
+    """Parse and load a batch of pages, one transaction per page."""
+    return pipeline.ingest_pages(wh, pages, run_id, today)
+
+
+@task(cache_policy=NO_CACHE)
+def diff_run(wh: Warehouse, run_id: int, day: date, settings: Settings) -> Digest:
+    """The digest of this run against history."""
+    diff_settings = DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain)
+    return compute_diff(wh, run_id=run_id, digest_date=day, settings=diff_settings)
+
+
+@task(cache_policy=NO_CACHE)
+def deliver(
+    wh: Warehouse, digest: Digest, run_id: int, settings: Settings, resend: bool
+) -> DeliveryOutcome:
+    """Render and deliver the digest to every due recipient, exactly once each."""
+    return deliver_run_digest(wh, digest, run_id, settings, resend=resend)
+
+
+@flow(name="daily-digest", log_prints=True)
+def daily_digest(
+    date: str | None = None,
+    offline_dir: str | None = None,
+    source: str | None = None,
+    db: str | None = None,
+    outbox: str | None = None,
+    resend: bool = False,
+) -> dict[str, object]:
+    """Fetch today (and re-fetch recent days) → load → diff → render → deliver."""
+    settings = load_settings(source=source, db=_path(db), outbox=_path(outbox))
+    day = _day(date, settings)
+    logger = get_run_logger()
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        run_id = wh.start_run("daily", {"date": day.isoformat(), "offline_dir": offline_dir})
+        totals = RunTotals()
+        try:
+            for outcome in _gather_pages(wh, run_id, day, settings, offline_dir):
+                totals.add(outcome)
+            digest = diff_run(wh, run_id, day, settings)
+            delivery = deliver(wh, digest, run_id, settings, resend)
+        except Exception as exc:
+            wh.finish_run(run_id, "failed", totals.as_dict(), error=str(exc))
+            raise
+        n_papers = wh.papers_in_run(run_id)
+        counts = _run_counts(totals, digest, delivery, n_papers)
+        status = "ok" if not (totals.failures or delivery.failed) else "partial"
+        wh.finish_run(run_id, status, counts)
+    line = pipeline.summary_line(totals, n_papers, delivery.destination)
+    _publish_artifact("daily-digest", day, counts, totals.failures + delivery.failure_lines())
+    logger.info(line)
+    return counts | {"summary": line, "status": status, "run_id": run_id}
+
+
+@flow(name="import-pages", log_prints=True)
+def import_pages(
+    paths: list[str], date: str | None = None, db: str | None = None
+) -> dict[str, object]:
+    """Load saved pages (text, API JSON or HTML) into the warehouse; no email."""
+    settings = load_settings(db=_path(db))
+    day = _maybe_day(date)
+    files = pipeline.saved_page_paths(Path(p) for p in paths)
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        run_id = wh.start_run("import", {"paths": paths, "date": date})
+        totals = RunTotals()
+        for outcome in load_pages(wh, _read_files(files, day), run_id, day or settings.today()):
+            totals.add(outcome)
+        n_papers = wh.papers_in_run(run_id)
+        counts = totals.as_dict() | {"papers": n_papers}
+        wh.finish_run(run_id, "partial" if totals.failures else "ok", counts)
+    line = pipeline.summary_line(totals, n_papers, None)
+    _publish_artifact("import-pages", day, counts, totals.failures)
+    return counts | {"summary": line, "failures": totals.failures, "run_id": run_id}
+
+
+def _gather_pages(
+    wh: Warehouse, run_id: int, day: date, settings: Settings, offline_dir: str | None
+) -> list[PageOutcome]:
+    """Offline: the saved pages of a folder. Online: today, recent days and gaps, fetched."""
+    if offline_dir:
+        files = pipeline.saved_page_paths([Path(offline_dir)])
+        return load_pages(wh, _read_files(files, day), run_id, day)
+    days = pipeline.days_to_fetch(wh, day, settings.refetch_days, settings.gap_days)
+    outcomes: list[PageOutcome] = []
+    fetch_settings = FetchSettings.from_env()
+    with HFClient(fetch_settings, validators=wh.http_validators) as client:
+        futures = {d: fetch_day.submit(client, d, settings.source) for d in days}
+        for d, future in futures.items():
+            try:
+                pages = future.result()
+            except FetchError as exc:
+                outcomes.append(PageOutcome(str(d), d, error=str(exc)))
+                continue
+            outcomes += load_pages(wh, pages, run_id, day)
+    return outcomes
+
+
+def _read_files(files: list[Path], day: date | None) -> list[RawPage]:
+    pages = []
+    for path in files:
+        try:
+            pages.append(pipeline.read_saved_page(path, day))
+        except Exception as exc:  # an unreadable file is reported by the load step
+            pages.append(RawPage("text", str(path), b"", day, datetime.now(UTC)))
+            get_run_logger().warning("cannot read %s: %s", path, exc)
+    return pages
+
+
+def _run_counts(
+    totals: RunTotals, digest: Digest, delivery: DeliveryOutcome, n_papers: int
+) -> dict[str, object]:
+    return totals.as_dict() | {
+        "papers": n_papers,
+        "new": len(digest.new),
+        "trending": len(digest.trending),
+        "late": len(digest.late),
+        "changes": len(digest.changes),
+        "gaps": len(digest.gaps),
+        "recipients": delivery.recipients,
+        "sent": delivery.sent,
+        "already_sent": delivery.already_sent,
+        "send_failures": len(delivery.failed),
+        "email_bytes": delivery.largest_email_bytes,
+        "email": delivery.note,
+    }
+
+
+def _publish_artifact(
+    flow_name: str, day: date | None, counts: dict[str, object], failures: list[str]
+) -> None:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items())
+    lines = "\n".join(f"- {f}" for f in failures[:50]) or "none"
+    markdown = (
+        f"# {flow_name} {day or ''}\n\n| what | count |\n|---|---|\n{rows}\n\n"
+        f"## Failures\n{lines}\n"
+    )
+    create_markdown_artifact(markdown=markdown, key=flow_name, description=f"{flow_name} summary")
+
+
+def _day(value: str | None, settings: Settings) -> date:
+    return _maybe_day(value) or settings.today()
+
+
+def _maybe_day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

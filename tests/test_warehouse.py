@@ -1,0 +1,339 @@
+"""The warehouse on real DuckDB files: idempotent, atomic, merging, migrating, one writer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows import warehouse as wh_module
+from flows.models import ParsedPage, Paper, RawPage, Reject
+from flows.warehouse import Warehouse, WarehouseBusy, WarehouseError
+
+DAY = date(2025, 11, 3)
+T0 = datetime(2025, 11, 3, 9, 0, tzinfo=UTC)
+TABLES = ("runs", "pages", "page_archive", "papers", "sightings", "rejects", "paper_aliases")
+
+
+def paper(paper_id: str, rank: int = 1, **fields) -> Paper:
+    """A cleaned paper with plausible defaults."""
+    fields.setdefault("title", f"Title of {paper_id}")
+    fields.setdefault("abstract", f"Abstract of {paper_id}.")
+    arxiv = None if paper_id.startswith("t:") else paper_id
+    return Paper(paper_id=paper_id, rank=rank, arxiv_id=arxiv, digest_date=DAY, **fields)
+
+
+def raw(body: bytes, location: str = "https://hf.test/api/daily_papers?date=2025-11-03", at=T0):
+    return RawPage("api", location, body, DAY, at, 200, "application/json")
+
+
+def parsed(*papers: Paper, rejects: tuple[Reject, ...] = ()) -> ParsedPage:
+    return ParsedPage("api", DAY, tuple(papers), rejects)
+
+
+def snapshot(wh: Warehouse) -> dict[str, list[tuple]]:
+    """Every row of every table, sorted: two equal snapshots mean nothing changed."""
+    return {t: sorted(wh.con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+
+
+def test_a_page_loads_whole_rows(db_path: Path) -> None:
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("test")
+        load = wh.save_page(
+            raw(b"[1]"),
+            parsed(
+                paper(
+                    "2511.00001",
+                    1,
+                    upvotes=12,
+                    authors=("Ada", "Bob"),
+                    github_url="https://github.com/a/b",
+                ),
+                paper("2511.00002", 2, upvotes=3),
+                rejects=(Reject(3, "no abstract", "Broken entry"),),
+            ),
+            run,
+        )
+        assert (load.skipped, load.n_entries, load.n_rejected, load.n_new_papers) == (
+            False,
+            2,
+            1,
+            2,
+        )
+        rows = wh.con.execute(
+            "SELECT paper_id, arxiv_id, title, authors, n_authors, github_url, first_seen_run,"
+            " first_digest_date, first_seen_at FROM papers ORDER BY paper_id"
+        ).fetchall()
+        assert rows == [
+            ("2511.00001", "2511.00001", "Title of 2511.00001", ["Ada", "Bob"], 2,
+             "https://github.com/a/b", run, DAY, T0),
+            ("2511.00002", "2511.00002", "Title of 2511.00002", [], None, None, run, DAY, T0),
+        ]  # fmt: skip
+        sightings = wh.con.execute(
+            "SELECT run_id, page_id, paper_id, digest_date, rank, upvotes, seen_at, github_url "
+            "FROM sightings ORDER BY rank"
+        ).fetchall()
+        assert sightings == [
+            (run, load.page_id, "2511.00001", DAY, 1, 12, T0, "https://github.com/a/b"),
+            (run, load.page_id, "2511.00002", DAY, 2, 3, T0, None),
+        ]
+        assert wh.con.execute("SELECT page_id, position, reason FROM rejects").fetchall() == [
+            (load.page_id, 3, "no abstract")
+        ]
+        assert wh.integrity_problems() == []
+
+
+def test_the_same_page_twice_changes_nothing(db_path: Path) -> None:
+    page = parsed(paper("2511.00001", upvotes=5))
+    with Warehouse.open(db_path) as wh:
+        wh.save_page(raw(b"[a]"), page, wh.start_run("test"))
+        before = snapshot(wh)
+        again = wh.save_page(raw(b"[a]", at=T0 + timedelta(hours=1)), page, 1)
+        assert again.skipped
+        assert snapshot(wh) == before
+
+
+def test_new_content_appends_sightings_and_refreshes_latest_fields(db_path: Path) -> None:
+    with Warehouse.open(db_path) as wh:
+        r1 = wh.start_run("test")
+        wh.save_page(raw(b"v1"), parsed(paper("2511.00001", upvotes=5, ai_summary="S")), r1)
+        r2 = wh.start_run("test")
+        later = T0 + timedelta(hours=6)
+        wh.save_page(
+            raw(b"v2", at=later),
+            parsed(paper("2511.00001", upvotes=40, github_url="https://github.com/x/y")),
+            r2,
+        )
+        assert wh.con.execute(
+            "SELECT upvotes, run_id FROM sightings ORDER BY seen_at"
+        ).fetchall() == [(5, r1), (40, r2)]
+        row = wh.con.execute(
+            "SELECT github_url, ai_summary, first_seen_run, first_seen_at, last_seen_at FROM papers"
+        ).fetchone()
+        # the new page adds the GitHub link but does not wipe the summary it lacks
+        assert row == ("https://github.com/x/y", "S", r1, T0, later)
+        latest = wh.con.execute("SELECT upvotes FROM paper_latest").fetchall()
+        assert latest == [(40,)]
+
+
+def test_an_empty_day_is_recorded_per_date(db_path: Path) -> None:
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("test")
+        for offset in range(2):
+            day = DAY + timedelta(offset)
+            page = RawPage("api", f"u?date={day}", b"[]", day, T0, 200, "application/json")
+            assert not wh.save_page(page, ParsedPage("api", day), run).skipped
+        assert wh.gaps(DAY, DAY + timedelta(2)) == [DAY + timedelta(2)]
+
+
+def test_a_title_only_paper_merges_into_its_arxiv_id(db_path: Path) -> None:
+    title = "Learning from Future: A Novel Self-Training Framework"
+    from flows.parse.clean import title_key
+
+    key = title_key(title)
+    with Warehouse.open(db_path) as wh:
+        r1 = wh.start_run("text import")
+        wh.save_page(raw(b"text", "seed.txt"), parsed(paper(key, title=title)), r1)
+        r2 = wh.start_run("api")
+        load = wh.save_page(raw(b"api"), parsed(paper("2501.00001", title=title.upper())), r2)
+        assert load.n_new_papers == 0  # the same paper, now with its arXiv id
+        r3 = wh.start_run("text again")
+        wh.save_page(raw(b"text2", "seed2.txt"), parsed(paper(key, title=title)), r3)
+        assert wh.con.execute("SELECT paper_id, first_seen_run FROM papers").fetchall() == [
+            ("2501.00001", r1)
+        ]
+        assert wh.con.execute("SELECT DISTINCT paper_id FROM sightings").fetchall() == [
+            ("2501.00001",)
+        ]
+        assert wh.con.execute("SELECT * FROM paper_aliases").fetchall() == [(key, "2501.00001")]
+        assert wh.integrity_problems() == []
+
+
+def test_a_failure_mid_page_leaves_nothing_half_written(db_path: Path, monkeypatch) -> None:
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("test")
+        wh.save_page(raw(b"ok"), parsed(paper("2511.00001")), run)
+        before = snapshot(wh)
+        real_sql = wh_module.query_sql
+
+        def broken(name: str) -> str:
+            return (
+                "INSERT INTO no_such_table VALUES (1)"
+                if name == "insert_sightings"
+                else real_sql(name)
+            )
+
+        monkeypatch.setattr(wh_module, "query_sql", broken)
+        with pytest.raises(WarehouseError, match=r"^https://hf\.test/.*not loaded"):
+            wh.save_page(raw(b"bad"), parsed(paper("2511.00002")), run)
+        monkeypatch.setattr(wh_module, "query_sql", real_sql)
+        assert snapshot(wh) == before
+        assert wh.integrity_problems() == []
+
+
+def test_duplicate_ids_in_one_batch_keep_the_first(db_path: Path) -> None:
+    with Warehouse.open(db_path) as wh:
+        load = wh.save_page(
+            raw(b"dup"),
+            parsed(paper("2511.00001", 1, upvotes=1), paper("2511.00001", 2, upvotes=9)),
+            wh.start_run("t"),
+        )
+        assert load.n_entries == 1
+        assert wh.con.execute("SELECT rank, upvotes FROM sightings").fetchall() == [(1, 1)]
+
+
+def test_a_refused_input_leaves_only_a_reject(db_path: Path) -> None:
+    with Warehouse.open(db_path) as wh:
+        wh.save_refused_page(raw(b"<html>503</html>", "bad.html"), "HTML error page", None)
+        counts = {t: len(rows) for t, rows in snapshot(wh).items()}
+        assert counts == dict.fromkeys(TABLES, 0) | {"rejects": 1}
+
+
+def test_an_older_schema_is_upgraded_and_keeps_its_data(db_path: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(db_path))
+    old = Warehouse(con, db_path)
+    con.execute("SET TimeZone = 'UTC'")
+    assert old.migrate(target=1) == 1
+    con.execute(
+        "INSERT INTO runs (run_id, flow, started_at, status) VALUES (1, 'old', $t, 'ok')", {"t": T0}
+    )
+    con.execute(
+        "INSERT INTO sightings VALUES (1, 1, '2401.00001', $d, 1, 7, NULL, NULL, $t)",
+        {"d": DAY, "t": T0},
+    )
+    con.close()
+    with Warehouse.open(db_path) as wh:
+        assert wh.schema_version() == wh_module.SCHEMA_VERSION == 3
+        assert wh.con.execute("SELECT paper_id, upvotes, github_url FROM sightings").fetchall() == [
+            ("2401.00001", 7, None)
+        ]
+        assert wh.send_state("a@b.c", "2025-11-03") is None  # the sends table now exists
+
+
+def test_reparse_rebuilds_identical_rows(db_path: Path) -> None:
+    from flows.pipeline import ingest_pages, read_saved_page, reparse_archive
+    from tests.conftest import SEEDS
+
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("import")
+        ingest_pages(wh, [read_saved_page(p, DAY) for p in SEEDS], run, DAY)
+        before = snapshot(wh)
+        wh.con.execute("DELETE FROM sightings WHERE rank > 10")  # damage the derived tables
+        pages, entries = reparse_archive(wh, DAY)
+        assert (pages, entries) == (3, 409)
+        after = snapshot(wh)
+        for table in ("pages", "papers", "sightings", "rejects"):
+            assert after[table] == before[table], table
+
+
+def _hold_lock_script(path: Path, seconds: float) -> str:
+    return textwrap.dedent(
+        f"""
+        import duckdb, time, sys
+        con = duckdb.connect({str(path)!r})
+        print("locked", flush=True)
+        time.sleep({seconds})
+        con.close()
+        """
+    )
+
+
+def _start_holder(path: Path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _hold_lock_script(path, seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_writer_gets_a_clear_message(db_path: Path) -> None:
+    Warehouse.open(db_path).close()
+    holder = _start_holder(db_path, 30)
+    try:
+        with pytest.raises(WarehouseBusy) as err:
+            Warehouse.open(db_path, wait_s=0)
+        message = str(err.value)
+        assert message.startswith(f"warehouse {db_path} is in use by another paperdigest process")
+        assert f"(pid {holder.pid})" in message and "\n" not in message
+    finally:
+        holder.kill()
+        holder.wait()
+    with Warehouse.open(db_path) as wh:  # nothing was damaged
+        assert wh.integrity_problems() == []
+
+
+def test_a_second_writer_can_wait_for_the_first(db_path: Path) -> None:
+    Warehouse.open(db_path).close()
+    holder = _start_holder(db_path, 1.5)
+    started = time.monotonic()
+    with Warehouse.open(db_path, wait_s=30) as wh:
+        assert time.monotonic() - started >= 1.0  # it waited instead of failing
+        assert wh.schema_version() == 3
+    holder.wait()
+
+
+IMPORTER = textwrap.dedent(
+    """
+    import sys
+    from datetime import date, datetime, timedelta, timezone
+    from flows.models import ParsedPage, Paper, RawPage
+    from flows.warehouse import Warehouse
+
+    path, n_pages = sys.argv[1], int(sys.argv[2])
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    with Warehouse.open(path, wait_s=10) as wh:
+        run = wh.start_run("bulk")
+        for i in range(n_pages):
+            day = date(2025, 1, 1) + timedelta(i)
+            papers = tuple(
+                Paper(f"25{i:02d}.{j:05d}", f"Paper {i}-{j}", "Abstract.", j + 1,
+                      arxiv_id=f"25{i:02d}.{j:05d}", digest_date=day, upvotes=j)
+                for j in range(2000)
+            )
+            page = RawPage("api", f"day-{i}", f"page {i}".encode(), day, t0)
+            wh.save_page(page, ParsedPage("api", day, papers), run)
+            print(i, flush=True)
+        wh.finish_run(run, "ok", {})
+    """
+)
+
+
+def test_sigkill_mid_import_then_rerun_completes(db_path: Path, tmp_path: Path) -> None:
+    script = tmp_path / "importer.py"
+    script.write_text(IMPORTER)
+    env_root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(db_path), "40"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=env_root,
+    )
+    for _ in range(3):  # let a few pages commit, then kill it mid-way
+        proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    with Warehouse.open(db_path) as wh:
+        assert wh.integrity_problems() == []
+        loaded = wh.con.execute("SELECT count(*) FROM pages").fetchone()[0]
+        assert 3 <= loaded < 40
+    subprocess.run([sys.executable, str(script), str(db_path), "40"], check=True, cwd=env_root,
+                   capture_output=True)  # fmt: skip
+    with Warehouse.open(db_path) as wh:
+        assert wh.integrity_problems() == []
+        assert wh.con.execute(
+            "SELECT count(*), count(DISTINCT page_id) FROM sightings"
+        ).fetchone() == (
+            80_000,
+            40,
+        )
+        statuses = [
+            r[0] for r in wh.con.execute("SELECT status FROM runs ORDER BY run_id").fetchall()
+        ]
+        assert statuses == ["abandoned", "ok"]
