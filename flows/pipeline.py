@@ -98,7 +98,11 @@ def saved_page_paths(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_saved_page(path: Path, digest_date: date | None = None) -> RawPage:
-    """A saved page as a RawPage (OSError and oversize become PageFormatError)."""
+    """A saved page as a RawPage (OSError and oversize become PageFormatError).
+
+    `digest_date` (the `--date` flag) dates text pages, which do not say their year; API and
+    HTML pages carry their own date and take it only when they do not.
+    """
     try:
         size = path.stat().st_size
         if size > MAX_PAGE_BYTES:
@@ -110,13 +114,16 @@ def read_saved_page(path: Path, digest_date: date | None = None) -> RawPage:
         source = detect_format(body, name=str(path))
     except PageFormatError:
         source = "text"  # the parse step reports the real reason with the page
-    return RawPage(
-        source=source,
-        location=str(path),
-        body=body,
-        digest_date=digest_date,
-        fetched_at=datetime.now(UTC),
-    )
+    if source != "text" and digest_date is not None and _says_its_date(body, path):
+        digest_date = None
+    return RawPage(source, str(path), body, digest_date, datetime.now(UTC))
+
+
+def _says_its_date(body: bytes, path: Path) -> bool:
+    try:
+        return parse_page(body, name=str(path)).digest_date is not None
+    except PageFormatError:
+        return False
 
 
 # ---- load side ----------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from flows import warehouse as wh_module
-from flows.models import ParsedPage, Paper, RawPage, Reject
+from flows.models import Paper, ParsedPage, RawPage, Reject
 from flows.warehouse import Warehouse, WarehouseBusy, WarehouseError
 
 DAY = date(2025, 11, 3)
 T0 = datetime(2025, 11, 3, 9, 0, tzinfo=UTC)
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 TABLES = ("runs", "pages", "page_archive", "papers", "sightings", "rejects", "paper_aliases")
 
 
@@ -219,11 +220,10 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(db_path: Path) -> None:
 
 def test_reparse_rebuilds_identical_rows(db_path: Path) -> None:
     from flows.pipeline import ingest_pages, read_saved_page, reparse_archive
-    from tests.conftest import SEEDS
 
     with Warehouse.open(db_path) as wh:
         run = wh.start_run("import")
-        ingest_pages(wh, [read_saved_page(p, DAY) for p in SEEDS], run, DAY)
+        ingest_pages(wh, [read_saved_page(p, DAY) for p in sorted(SEEDS.glob("*.txt"))], run, DAY)
         before = snapshot(wh)
         wh.con.execute("DELETE FROM sightings WHERE rank > 10")  # damage the derived tables
         pages, entries = reparse_archive(wh, DAY)

@@ -38,6 +38,8 @@ facts AS (
         pr.github_stars AS prev_github_stars,
         m.mailed_upvotes, m.mailed_at,
         p.first_seen_run, p.first_seen_at, p.first_digest_date, dm.delivered_at AS day_mailed_at,
+        p.title, p.abstract, p.arxiv_id, p.authors, p.n_authors, p.published_on, p.project_url,
+        p.ai_summary, p.ai_keywords, p.organization,
         l.upvotes - pr.upvotes AS gain,
         -- hours between the two sightings; a single sighting's age counts from its digest day
         greatest(epoch(l.seen_at - coalesce(pr.seen_at, CAST(l.digest_date AS TIMESTAMPTZ)))
@@ -69,7 +71,7 @@ ranked AS (
     FROM scored
 )
 SELECT
-    r.*,
+    *,
     CASE
         WHEN trending_rank <= $trending_limit THEN 'trending'
         WHEN is_late AND first_seen_run <= $run_id THEN 'late'
@@ -79,11 +81,8 @@ SELECT
         WHEN github_url IS NOT NULL AND prev_seen_at IS NOT NULL AND prev_github_url IS NULL
             THEN 'code_released'
         WHEN github_stars - prev_github_stars >= $stars_jump THEN 'stars_jump'
-    END AS change,
-    p.title, p.abstract, p.arxiv_id, p.authors, p.n_authors, p.published_on, p.project_url,
-    p.ai_summary, p.ai_keywords, p.organization
-FROM ranked r
-JOIN papers p USING (paper_id)
+    END AS change
+FROM ranked
 WHERE section IS NOT NULL OR change IS NOT NULL
 ORDER BY
     CASE section WHEN 'trending' THEN 0 WHEN 'late' THEN 1 WHEN 'new' THEN 2 ELSE 3 END,
