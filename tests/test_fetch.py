@@ -146,6 +146,13 @@ def test_settings_bad_values_name_the_variable(monkeypatch):
         FetchSettings(base_url="ftp://huggingface.co")
 
 
+def test_settings_pickle_and_hash_for_workers_without_showing_the_token():
+    settings = FetchSettings(token=CANARY)
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy == settings and hash(copy) == hash(settings) and copy.token == CANARY
+    assert CANARY not in repr(copy)
+
+
 def test_fetch_error_is_one_line_and_picklable():
     error = FetchError("https://hf.example/x", "bad\nthing   here")
     assert str(error) == "https://hf.example/x: bad thing here"
