@@ -137,7 +137,7 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     """Render the digest of the latest run to HTML and text files; print their paths."""
-    from flows.delivery import preview_digest
+    from flows.pipeline import preview_digest
 
     html, text = preview_digest(settings, day=args.date, out_dir=args.out)
     print(html)

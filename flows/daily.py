@@ -16,11 +16,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import pipeline
 from flows.config import Settings, load_settings
-from flows.delivery import DeliveryOutcome, deliver_run_digest
 from flows.diff import DiffSettings, compute_diff
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.models import Digest, RawPage
-from flows.pipeline import PageOutcome, RunTotals
+from flows.pipeline import DeliveryOutcome, PageOutcome, RunTotals, deliver_run_digest
 from flows.warehouse import Warehouse
 
 
@@ -71,16 +70,21 @@ def daily_digest(
             for outcome in _gather_pages(wh, run_id, day, settings, offline_dir):
                 totals.add(outcome)
             digest = diff_run(wh, run_id, day, settings)
+            alarm = pipeline.deadman_warning(wh, day, settings.deadman_weekdays)
+            if alarm:
+                logger.error("DEAD-MAN'S SWITCH: %s", alarm)
+                pipeline.alert_operator(settings, alarm)
             delivery = deliver(wh, digest, run_id, settings, resend)
         except Exception as exc:
             wh.finish_run(run_id, "failed", totals.as_dict(), error=str(exc))
             raise
-        n_papers = wh.papers_in_run(run_id)
+        n_papers = wh.papers_on_pages(totals.page_ids)
         counts = _run_counts(totals, digest, delivery, n_papers)
         status = "ok" if not (totals.failures or delivery.failed) else "partial"
         wh.finish_run(run_id, status, counts)
-    line = pipeline.summary_line(totals, n_papers, delivery.destination)
-    _publish_artifact("daily-digest", day, counts, totals.failures + delivery.failure_lines())
+    line = pipeline.summary_line(totals, n_papers, delivery.destination, delivery.note)
+    problems = totals.failures + delivery.failure_lines() + ([f"ALARM: {alarm}"] if alarm else [])
+    _publish_artifact("daily-digest", day, counts, problems)
     logger.info(line)
     return counts | {"summary": line, "status": status, "run_id": run_id}
 
@@ -98,7 +102,7 @@ def import_pages(
         totals = RunTotals()
         for outcome in load_pages(wh, _read_files(files, day), run_id, day or settings.today()):
             totals.add(outcome)
-        n_papers = wh.papers_in_run(run_id)
+        n_papers = wh.papers_on_pages(totals.page_ids)
         counts = totals.as_dict() | {"papers": n_papers}
         wh.finish_run(run_id, "partial" if totals.failures else "ok", counts)
     line = pipeline.summary_line(totals, n_papers, None)
@@ -116,7 +120,7 @@ def _gather_pages(
     days = pipeline.days_to_fetch(wh, day, settings.refetch_days, settings.gap_days)
     outcomes: list[PageOutcome] = []
     fetch_settings = FetchSettings.from_env()
-    with HFClient(fetch_settings, validators=wh.http_validators) as client:
+    with HFClient(fetch_settings, validators=wh.validator_lookup()) as client:
         futures = {d: fetch_day.submit(client, d, settings.source) for d in days}
         for d, future in futures.items():
             try:

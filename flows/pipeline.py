@@ -11,10 +11,23 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from flows.models import PageFormatError, PageLoad, ParsedPage, RawPage
+from flows.config import Settings
+from flows.deliver import (
+    DeliveryReport,
+    SmtpSettings,
+    deliver_digest,
+    make_transport,
+    outbox_stem,
+)
+from flows.diff import DiffSettings, compute_diff, latest_run, resolve_since
+from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
 from flows.parse import detect_format, parse_page
+from flows.render import RenderSettings, render_digest, render_fitted, write_preview
+from flows.subscribers import digest_key_for, due_recipients, load_subscribers, weekly_window
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -48,6 +61,7 @@ class RunTotals:
     rejected: int = 0
     new_papers: int = 0
     failures: list[str] = field(default_factory=list)
+    page_ids: list[int] = field(default_factory=list)  # loaded now or earlier (skipped)
 
     def add(self, outcome: PageOutcome) -> None:
         """Count one page outcome."""
@@ -60,6 +74,8 @@ class RunTotals:
         self.entries += outcome.load.n_entries
         self.rejected += outcome.load.n_rejected
         self.new_papers += outcome.load.n_new_papers
+        if outcome.load.page_id:
+            self.page_ids.append(outcome.load.page_id)
 
     def as_dict(self) -> dict[str, object]:
         """Plain values for JSON (the `runs.counts` column)."""
@@ -162,16 +178,214 @@ def reparse_archive(wh: Warehouse, today: date | None = None) -> tuple[int, int]
     return wh.rebuild_derived(lambda raw: parse_raw(raw, today))
 
 
-def summary_line(totals: RunTotals, n_papers: int, destination: str | None) -> str:
+def summary_line(totals: RunTotals, n_papers: int, destination: str | None, note: str = "") -> str:
     """The one line a run ends with, e.g. `3 pages, 409 entries, 391 papers (391 new) → …`."""
-    line = (
-        f"{totals.pages} pages, {totals.entries} entries, {n_papers} papers "
-        f"({totals.new_papers} new)"
-    )
+    line = f"{totals.pages} pages"
+    if totals.pages_skipped:
+        line += f" ({totals.pages_skipped} already loaded)"
+    line += f", {totals.entries} entries, {n_papers} papers ({totals.new_papers} new)"
     if totals.rejected:
         line += f", {totals.rejected} quarantined"
     if totals.failures:
         line += f", {len(totals.failures)} failed"
     if destination:
         line += f" → {destination}"
+    if note and not destination:
+        line += f"; email: {note}"
     return line
+
+
+# ---- render and deliver -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DeliveryOutcome:
+    """What delivering a run's digest did, for the summary line, artifact and runs row."""
+
+    recipients: int = 0
+    sent: int = 0
+    already_sent: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    destination: str | None = None  # where to look: the outbox HTML, or "SMTP host"
+    largest_email_bytes: int = 0
+    note: str = ""  # what was done and why, e.g. "nothing new: sent a short note"
+
+    def failure_lines(self) -> list[str]:
+        """One line per recipient that failed."""
+        return [f"{address}: {reason}" for address, reason in self.failed]
+
+
+def load_recipients(settings: Settings) -> list[Recipient]:
+    """Subscribers from the subscribers file, or the single `mail_to` reader when there is none."""
+    path = settings.subscribers_path
+    if path.exists():
+        return load_subscribers(path)
+    log.info("no subscribers file at %s: the digest goes to %s", path, settings.mail_to)
+    return [Recipient(settings.mail_to)]
+
+
+def deliver_run_digest(
+    wh: Warehouse, digest: Digest, run_id: int, settings: Settings, *, resend: bool = False
+) -> DeliveryOutcome:
+    """Render and deliver a run's digest to every due recipient, exactly once each.
+
+    Daily and weekday readers get the day's digest; weekly readers (on Mondays) get everything
+    first seen in the past week, merged without repeats. Failures are reported, never raised.
+    """
+    smtp = SmtpSettings.from_env()
+    render_settings = RenderSettings(on_empty=settings.on_empty)
+    transport = make_transport(smtp, settings.outbox)
+    due = due_recipients(load_recipients(settings), digest.digest_date)
+    outcome = DeliveryOutcome(recipients=len(due))
+    outcome.largest_email_bytes = render_fitted(digest, settings=render_settings).html_bytes
+    batches = _digests_by_cadence(wh, digest, run_id, due, settings)
+    for key, (batch_digest, recipients) in batches.items():
+        report = deliver_digest(
+            batch_digest,
+            recipients,
+            ledger=wh,
+            transport=transport,
+            sender=smtp.mail_from,
+            list_id=smtp.list_id,
+            digest_key=key,
+            render_settings=render_settings,
+            resend=resend,
+        )
+        _count_report(outcome, report)
+        if report.sent:
+            wh.record_digest(
+                key, digest.digest_date, run_id, digest_items(batch_digest), len(report.sent)
+            )
+            outcome.destination = _destination(smtp, settings, key, report.sent[0])
+    outcome.note = _delivery_note(digest, outcome, settings)
+    return outcome
+
+
+def digest_items(digest: Digest) -> list[tuple[str, str, int | None]]:
+    """(paper_id, section, upvotes) of every paper a digest carries, for `record_digest`."""
+    sections = (("trending", digest.trending), ("late", digest.late), ("new", digest.new))
+    return [(p.paper_id, name, p.upvotes) for name, papers in sections for p in papers]
+
+
+def _digests_by_cadence(
+    wh: Warehouse, digest: Digest, run_id: int, due: list[Recipient], settings: Settings
+) -> dict[str, tuple[Digest, list[Recipient]]]:
+    batches: dict[str, tuple[Digest, list[Recipient]]] = {}
+    for recipient in due:
+        key = digest_key_for(recipient, digest.digest_date)
+        if key not in batches:
+            batches[key] = (_digest_for_key(wh, digest, run_id, recipient, settings), [])
+        batches[key][1].append(recipient)
+    return batches
+
+
+def _digest_for_key(
+    wh: Warehouse, digest: Digest, run_id: int, recipient: Recipient, settings: Settings
+) -> Digest:
+    if recipient.cadence != "weekly":
+        return digest
+    start, _ = weekly_window(digest.digest_date)
+    since = resolve_since(wh, start.isoformat())
+    return compute_diff(
+        wh,
+        run_id=run_id,
+        digest_date=digest.digest_date,
+        since_run=since,
+        settings=DiffSettings(window_days=max(settings.window_days, 8), min_gain=settings.min_gain),
+    )
+
+
+def _count_report(outcome: DeliveryOutcome, report: DeliveryReport) -> None:
+    outcome.sent += len(report.sent)
+    outcome.already_sent += len(report.skipped_already_sent)
+    outcome.failed += report.failed
+
+
+def _destination(smtp: SmtpSettings, settings: Settings, key: str, recipient: str) -> str:
+    if smtp.configured:
+        return f"SMTP {smtp.host}"
+    html = settings.outbox / f"{outbox_stem(key, recipient)}.html"
+    try:
+        return str(html.relative_to(Path.cwd()))
+    except ValueError:
+        return str(html)
+
+
+def _delivery_note(digest: Digest, outcome: DeliveryOutcome, settings: Settings) -> str:
+    """What delivery did and why, in words: a run never succeeds silently."""
+    parts = []
+    if not outcome.recipients:
+        parts.append("no recipient is due today")
+    elif digest.is_empty and settings.on_empty == "skip":
+        parts.append("nothing new: no email (on_empty=skip)")
+    elif digest.is_empty and outcome.sent:
+        parts.append("nothing new: sent a short note")
+    if outcome.sent:
+        parts.append(f"sent {outcome.sent}")
+    if outcome.already_sent:
+        parts.append(f"{outcome.already_sent} already sent earlier, not sent again")
+    if outcome.failed:
+        parts.append(f"{len(outcome.failed)} failed")
+    return "; ".join(parts)
+
+
+def deadman_warning(wh: Warehouse, today: date, weekdays: int) -> str | None:
+    """A warning when no digest has gone out for `weekdays` weekdays (None when all is well)."""
+    if weekdays <= 0:
+        return None
+    last = wh.last_delivery()
+    if last is None:
+        return None  # a new warehouse: nothing was ever due
+    missed = _weekdays_between(last.date(), today)
+    if missed < weekdays:
+        return None
+    return f"no digest has gone out for {missed} weekdays (last on {last:%Y-%m-%d %H:%M} UTC)"
+
+
+def alert_operator(settings: Settings, text: str) -> None:
+    """Mail an alert to the operator address, if one is configured (outbox without SMTP)."""
+    if not settings.operator_email:
+        return
+    smtp = SmtpSettings.from_env()
+    message = EmailMessage()
+    message["From"] = smtp.mail_from
+    message["To"] = settings.operator_email
+    message["Subject"] = "paperdigest alert: " + " ".join(text.split())[:150]
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=smtp.domain)
+    message.set_content(f"{text}\n\nCheck `paperdigest status` and the Prefect run logs.\n")
+    transport = make_transport(smtp, settings.outbox)
+    key = datetime.now(UTC).strftime("%Y-%m-%d#alert-%H%M%S")  # a valid outbox digest key
+    try:
+        transport.send(message, recipient=settings.operator_email, digest_key=key)
+    except Exception as exc:  # the alarm is already logged loudly; a failed alert must not mask it
+        log.error("could not mail the alert to %s: %s", settings.operator_email, exc)
+
+
+def _weekdays_between(start: date, end: date) -> int:
+    """Weekdays strictly after `start` up to and including `end`."""
+    days = (end - start).days
+    return sum((start + timedelta(n)).weekday() < 5 for n in range(1, days + 1))
+
+
+def preview_digest(settings: Settings, day: date | None, out_dir: Path) -> tuple[Path, Path]:
+    """Render the latest run's digest (for `day`) to an HTML and a text file."""
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        run_id = latest_run(wh)
+        if run_id is None:
+            raise RuntimeError(f"warehouse {settings.db} has no runs yet: nothing to preview")
+        day = (
+            day
+            or wh.fetch_dicts(
+                "SELECT max(digest_date) AS d FROM pages WHERE run_id = $r", {"r": run_id}
+            )[0]["d"]
+            or settings.today()
+        )
+        digest = compute_diff(
+            wh,
+            run_id=run_id,
+            digest_date=day,
+            settings=DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain),
+        )
+    rendered = render_digest(digest, settings=RenderSettings(on_empty=settings.on_empty))
+    return write_preview(rendered, out_dir, f"digest-{day}")

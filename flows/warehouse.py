@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -458,6 +459,23 @@ class Warehouse:
         row = self._row(query_sql("latest_validators"), {"location": url})
         return (row[0], row[1]) if row else (None, None)
 
+    def validator_lookup(self) -> Callable[[str], tuple[str | None, str | None]]:
+        """`http_validators` safe to call from fetch threads while this thread loads pages.
+
+        It reads through its own cursor (a DuckDB connection is not thread-safe), one call at
+        a time.
+        """
+        cursor = self.con.cursor()
+        lock = threading.Lock()
+        sql = query_sql("latest_validators")
+
+        def lookup(url: str) -> tuple[str | None, str | None]:
+            with lock:
+                rows = cursor.execute(sql, {"location": url}).fetchall()
+            return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+        return lookup
+
     def dates_with_pages(self, start: date, end: date, min_entries: int = 0) -> set[date]:
         """Digest dates in [start, end] with a loaded page of at least `min_entries` entries."""
         rows = self.con.execute(
@@ -494,10 +512,11 @@ class Warehouse:
         ).fetchall()
         return {r[0] for r in rows}
 
-    def papers_in_run(self, run_id: int) -> int:
-        """How many distinct papers the pages of a run showed."""
+    def papers_on_pages(self, page_ids: list[int]) -> int:
+        """How many distinct papers these pages showed."""
         return self._row(
-            "SELECT count(DISTINCT paper_id) FROM sightings WHERE run_id = $r", {"r": run_id}
+            "SELECT count(DISTINCT paper_id) FROM sightings WHERE page_id IN (SELECT unnest($ids))",
+            {"ids": page_ids},
         )[0]
 
     def last_delivery(self) -> datetime | None:
@@ -728,7 +747,7 @@ def _replace_id(paper: Paper, paper_id: str) -> Paper:
 
 
 def _with_digest_date(raw: RawPage, parsed: ParsedPage) -> RawPage:
-    """The page's digest date is what was asked for, else what the page itself says."""
-    if raw.digest_date is not None or parsed.digest_date is None:
+    """A page's digest date is what it says itself (a text page's header), else what was asked."""
+    if parsed.digest_date is None or parsed.digest_date == raw.digest_date:
         return raw
     return replace(raw, digest_date=parsed.digest_date)
