@@ -175,8 +175,8 @@ def excluded_by(paper: DigestPaper, topics: Topics) -> str | None:
 def unsubscribe_for(settings: RenderSettings, address: str | None) -> Unsubscribe:
     """Resolve the unsubscribe URL and mailto: URI for one recipient (only https URLs)."""
     url = settings.unsubscribe_url
-    if url and address:
-        url = url.replace("{address}", quote(address, safe="@"))
+    if url and "{address}" in url:  # a per-recipient URL means nothing without a recipient
+        url = url.replace("{address}", quote(address, safe="@")) if address else None
     url = url if url and urlsplit(url).scheme == "https" and safe_url(url) else None
     mailto = settings.unsubscribe_mailto
     if mailto and not mailto.startswith("mailto:"):
@@ -403,8 +403,14 @@ def _inline_css(html: str) -> str:
     inliner = css_inline.CSSInliner(
         keep_at_rules=True, minify_css=True, load_remote_stylesheets=False
     )
+    html = inliner.inline(html)
+    # css-inline puts the kept @media rules first in <head>; the charset must stay within
+    # the first 1024 bytes or a browser opening a preview file may guess another encoding.
+    html = html.replace('<meta charset="utf-8">', "", 1).replace(
+        "<head>", '<head><meta charset="utf-8">', 1
+    )
     # Indentation is dead weight in a size-budgeted email; newlines already separate tokens.
-    return re.sub(r"\n[ \t]+", "\n", inliner.inline(html))
+    return re.sub(r"\n[ \t]+", "\n", html)
 
 
 # ---------------------------------------------------------------------------------------
