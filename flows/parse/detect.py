@@ -45,7 +45,7 @@ def sniff(data: bytes | str, *, name: str) -> Sniffed:
     """Detect the format and keep the decoded text (and JSON) so parsing need not redo it."""
     text = decode_page(data, name=name)
     start = text.lstrip()[:1]
-    if start in ("[", "{"):
+    if start in ("[", "{", '"'):
         return Sniffed("api", text, _api_items(text, name))
     if start == "<" or "<html" in text[:2048].lower():
         return _sniff_markup(text, name)
