@@ -105,6 +105,7 @@ def test_clean_text_of_nothing_is_none(value):
         ("", None),
         ("n/a", None),
         ("9" * 40, None),
+        ("1.5", None),
     ],
 )
 def test_parse_count(text, expected):

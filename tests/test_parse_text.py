@@ -229,11 +229,9 @@ def test_page_year_comes_from_the_requested_date():
     assert (first.published_on, first.digest_date) == (date(2023, 2, 24), date(2023, 11, 3))
 
 
-def test_requested_date_just_after_new_year_keeps_the_header_in_december():
-    text = HEADER.replace("Nov 3", "Dec 31") + ENTRY_A
-    assert parse_page(text, name="p", digest_date=date(2025, 1, 1)).digest_date == date(
-        2024, 12, 31
-    )
+def test_page_year_is_the_requested_year_even_for_a_page_months_before_it():
+    page = parse_seed(PAGE_002, digest_date=date(2025, 11, 3))
+    assert page.digest_date == date(2025, 3, 11)
 
 
 def test_card_dates_with_a_year_and_upvotes():

@@ -142,7 +142,8 @@ def parse_count(text: str) -> int | None:
     if match is None:
         return None
     number = Decimal(match.group("number")) * _MULTIPLIERS[(match.group("suffix") or "").lower()]
-    return int(number) if number <= COUNT_MAX else None
+    # "1.5" is no count (maybe a European "1.500"); "3.29k" is the whole number 3290.
+    return int(number) if number == number.to_integral_value() and number <= COUNT_MAX else None
 
 
 def as_count(value: object) -> int | None:

@@ -64,16 +64,17 @@ def page_title(text: str) -> str | None:
 
 def parse_html(text: str, *, name: str, digest_date: date | None) -> ParsedPage:
     """Parse an HF papers page; raise PageFormatError when neither path finds papers."""
-    props = find_props(text)
-    papers = props.get("dailyPapers") if props else None
+    props = find_props(text) or {}
+    papers = props.get("dailyPapers")
     if isinstance(papers, list):
-        return _parse_props(props or {}, papers, digest_date)
-    entries = list(read_cards(text, page_date=_url_date(text) or digest_date))
+        return _parse_props(props, papers, digest_date)
+    page_date = _url_date(text) or digest_date
+    entries = list(read_cards(text, page_date=page_date))
     if not entries:
         raise PageFormatError(
             name, "page format changed: no DailyPapers props and no paper cards found"
         )
-    return assemble_page("html", _url_date(text) or digest_date, entries)
+    return assemble_page("html", page_date, entries)
 
 
 def find_props(text: str) -> dict[str, object] | None:

@@ -98,7 +98,7 @@ def _starts_with_glued_subscribe(unit: str) -> bool:
 def resolve_page_date(
     header_date: re.Match[str] | None, digest_date: date | None, today: date
 ) -> date:
-    """The header's month/day in the year nearest --date (else latest not after today)."""
+    """The header's month/day in --date's year, else the latest such day not after today."""
     reference = digest_date or today
     if header_date is None:
         return reference
@@ -106,7 +106,7 @@ def resolve_page_date(
     if year is not None:
         return _safe_date(year, month, day) or reference
     if digest_date is not None:
-        return _nearest_to(month, day, digest_date) or reference
+        return _safe_date(digest_date.year, month, day) or reference
     return _latest_not_after(month, day, today) or reference
 
 
@@ -121,13 +121,6 @@ def _safe_date(year: int, month: int, day: int) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
-
-
-def _nearest_to(month: int, day: int, reference: date) -> date | None:
-    # --date normally names the page's own day; the nearest year also survives New Year.
-    candidates = (_safe_date(reference.year + delta, month, day) for delta in (0, -1, 1))
-    valid = [candidate for candidate in candidates if candidate is not None]
-    return min(valid, key=lambda day_: abs(day_ - reference)) if valid else None
 
 
 def _latest_not_after(month: int, day: int, reference: date) -> date | None:
