@@ -69,7 +69,7 @@ def _process_client(settings: FetchSettings) -> HFClient:
     return HFClient(settings)
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, tags=["io"])
+@task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE, tags=["io"])
 def fetch_backfill_day(settings: FetchSettings, day: date, source: str) -> list[RawPage]:
     """Fetch one day (runs in a worker thread, or on a Dask worker)."""
     return _process_client(settings).fetch_day(day, source)
@@ -117,7 +117,10 @@ def _backfill_days(
     report = BackfillReport([DayResult(d, "skipped") for d in days if d in done])
     todo = [d for d in days if d not in done]
     fetch_settings = FetchSettings.from_env()
-    futures = {fetch_backfill_day.submit(fetch_settings, d, settings.source): d for d in todo}
+    fetch = fetch_backfill_day.with_options(
+        retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay
+    )
+    futures = {fetch.submit(fetch_settings, d, settings.source): d for d in todo}
     with _progress(len(todo), show_progress) as advance:
         for future in as_completed(list(futures)):
             day = futures[future]

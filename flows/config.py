@@ -33,6 +33,8 @@ ENV_VARS = {
     "PAPERDIGEST_DEADMAN_WEEKDAYS": "deadman_weekdays",
     "PAPERDIGEST_LOCK_WAIT": "lock_wait",
     "PAPERDIGEST_CRON": "cron",
+    "PAPERDIGEST_TASK_RETRIES": "task_retries",
+    "PAPERDIGEST_TASK_RETRY_DELAY": "task_retry_delay",
 }
 
 
@@ -59,6 +61,9 @@ class Settings:
     deadman_weekdays: int = 2
     lock_wait: float = 0.0
     cron: str = "0 7 * * 1-5"
+    # A fetch task that still fails after the HTTP client's own retries is retried this often.
+    task_retries: int = 2
+    task_retry_delay: float = 30.0
 
     @property
     def subscribers_path(self) -> Path:
@@ -121,7 +126,14 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"source must be api or html, not {settings.source!r}")
     if settings.on_empty not in ("skip", "note"):
         raise ConfigError(f"on_empty must be skip or note, not {settings.on_empty!r}")
-    for name in ("refetch_days", "gap_days", "window_days", "min_gain", "deadman_weekdays"):
+    for name in (
+        "refetch_days",
+        "gap_days",
+        "window_days",
+        "min_gain",
+        "deadman_weekdays",
+        "task_retries",
+    ):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     return settings

@@ -23,7 +23,7 @@ from flows.pipeline import DeliveryOutcome, PageOutcome, RunTotals, deliver_run_
 from flows.warehouse import Warehouse
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, tags=["io"])
+@task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE, tags=["io"])
 def fetch_day(client: HFClient, day: date, source: str) -> list[RawPage]:
     """Fetch one digest day (all its API pages, or its HTML page)."""
     return client.fetch_day(day, source)
@@ -121,7 +121,10 @@ def _gather_pages(
     outcomes: list[PageOutcome] = []
     fetch_settings = FetchSettings.from_env()
     with HFClient(fetch_settings, validators=wh.validator_lookup()) as client:
-        futures = {d: fetch_day.submit(client, d, settings.source) for d in days}
+        fetch = fetch_day.with_options(
+            retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay
+        )
+        futures = {d: fetch.submit(client, d, settings.source) for d in days}
         for d, future in futures.items():
             try:
                 pages = future.result()
