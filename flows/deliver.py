@@ -457,6 +457,10 @@ class SmtpTransport:
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if s.user:
+                if s.security == "none":
+                    log.warning(
+                        "logging in to %s without TLS: the password crosses in clear", s.host
+                    )
                 smtp.login(s.user, s.password or "")
         except BaseException:
             smtp.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -114,7 +114,6 @@ class _Plan:
     n_late: int
     n_matches: int | None  # None when the recipient has no include topics
     top: DigestPaper | None
-    topics: Topics = field(default_factory=Topics)
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,7 +227,6 @@ def template_environment() -> Environment:
 def _plan(digest: Digest, recipient: Recipient | None, settings: RenderSettings) -> _Plan:
     topics = recipient.topics if recipient else Topics()
     entries = _unique_entries(digest)
-    changes = tuple(c for c in digest.changes if not _change_excluded(c, topics))
     if topics.include:
         sections, outside = _topic_sections(entries, topics, settings)
         n_matches: int | None = len(sections[0].entries)
@@ -236,19 +234,16 @@ def _plan(digest: Digest, recipient: Recipient | None, settings: RenderSettings)
         sections, outside = _plain_sections(entries, topics, settings)
         n_matches = None
     shown = [e for s in sections for e in s.entries]
-    if topics.include:
-        changes = tuple(c for c in changes if _change_matches(c, topics))
     top = max(shown, key=_popularity, default=None)
     return _Plan(
         sections=tuple(s for s in sections if s.entries or s.key == "matches"),
         outside=outside,
-        changes=changes,
+        changes=_changes_for(digest.changes, topics),
         n_new=sum(e.kind == "new" for e in shown),
         n_trending=sum(e.kind == "trending" for e in shown),
         n_late=sum(e.kind == "late" for e in shown),
         n_matches=n_matches,
         top=top.paper if top else None,
-        topics=topics,
     )
 
 
@@ -268,8 +263,9 @@ def _plain_sections(
     entries: list[_Entry], topics: Topics, settings: RenderSettings
 ) -> tuple[list[_Section], tuple[_Entry, ...]]:
     """Trending / New / Missed earlier, minus excluded papers (shown as "outside")."""
-    kept = [e for e in entries if not excluded_by(e.paper, topics)]
-    hidden = [e for e in entries if e.kind == "trending" and e not in kept]
+    excluded = {e.paper.paper_id for e in entries if excluded_by(e.paper, topics)}
+    kept = [e for e in entries if e.paper.paper_id not in excluded]
+    hidden = [e for e in entries if e.kind == "trending" and e.paper.paper_id in excluded]
     sections = [
         _Section(
             "trending", "Trending", "Climbing fastest on Hugging Face.", _of(kept, "trending")
@@ -308,12 +304,14 @@ def _popularity(entry: _Entry) -> tuple[int, int]:
     return (entry.paper.upvote_gain or 0, entry.paper.upvotes or 0)
 
 
-def _change_excluded(change: Change, topics: Topics) -> bool:
-    return any(_keyword_in(k, change.title) for k in topics.exclude)
-
-
-def _change_matches(change: Change, topics: Topics) -> bool:
-    return any(_keyword_in(k, change.title) for k in topics.include)
+def _changes_for(changes: tuple[Change, ...], topics: Topics) -> tuple[Change, ...]:
+    """Updates the recipient cares about: none excluded, and matching when topics are set."""
+    return tuple(
+        c
+        for c in changes
+        if not any(_keyword_in(k, c.title) for k in topics.exclude)
+        and (not topics.include or any(_keyword_in(k, c.title) for k in topics.include))
+    )
 
 
 def _first_field_matching(paper: DigestPaper, keyword: str) -> str | None:
@@ -633,13 +631,3 @@ def _wrap_lines(text: str, width: int = 72, indent: str = "") -> str:
     return textwrap.fill(
         text, width=width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
     )
-
-
-def digest_counts(digest: Digest) -> dict[str, int]:
-    """Counts of each kind of entry in a digest, for run logs and reports."""
-    return {
-        "new": len(digest.new),
-        "trending": len(digest.trending),
-        "late": len(digest.late),
-        "changes": len(digest.changes),
-    }

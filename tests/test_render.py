@@ -21,7 +21,7 @@ import pytest
 from deliver_fakes import DAY, fixture_papers, many_papers_digest, typical_digest
 
 from flows import __version__
-from flows.models import Digest, DigestPaper, Recipient, Topics
+from flows.models import Change, Digest, DigestPaper, Recipient, Topics
 from flows.render import (
     DETAIL_STEPS,
     HTML_TEMPLATE,
@@ -471,3 +471,15 @@ def test_text_part_follows_the_same_detail_step() -> None:
 def test_fixture_papers_are_realistic() -> None:
     papers = fixture_papers(DAY)
     assert len(papers) == 23 and papers[0].title.startswith("DreamX-Phi 1.0")
+
+
+def test_updates_follow_the_recipients_topics() -> None:
+    digest = typical_digest()
+    robot = Change(
+        "2608.13489", "DreamX-Phi 1.0: Video World Model for Robots", "code_released", "x"
+    )
+    digest = replace(digest, changes=(*digest.changes, robot))
+    html = render_digest(digest, recipient=BOB, settings=SETTINGS).html
+    updates = html[html.index("Updates</h2>") :]
+    assert "DreamX-Phi 1.0: Video World Model for Robots" in updates
+    assert "LLMRouter" not in updates  # not one of Bob's topics
