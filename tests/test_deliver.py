@@ -68,6 +68,7 @@ class Received:
     data: bytes
     tls: bool
     authenticated: bool
+    session: int  # id() of aiosmtpd's per-connection Session
 
     @property
     def message(self) -> EmailMessage:
@@ -107,6 +108,7 @@ class ScriptedHandler:
                 envelope.original_content,
                 tls=session.ssl is not None,
                 authenticated=session.authenticated,
+                session=id(session),
             )
         )
         return "250 2.0.0 Message accepted for delivery"
@@ -268,6 +270,7 @@ def test_one_connection_serves_the_whole_batch(harness, handler) -> None:
     report = harness.run([ALICE, BOB, CAROL])
     assert report.sent == [ALICE, BOB, CAROL]
     assert len(handler.received) == 3 and harness.sleeps == []
+    assert len({r.session for r in handler.received}) == 1
 
 
 def test_a_550_fails_that_recipient_only(harness, handler) -> None:
