@@ -133,10 +133,10 @@ def _backfill_days(
 def _load_day(wh: Warehouse, run_id: int, day: date, future: Any, source: str) -> DayResult:
     try:
         pages = future.result()
-    except FetchError as exc:
-        return DayResult(day, "failed", error=str(exc))
     except Exception as exc:  # a crashed task is a failed day, not a failed backfill
-        return DayResult(day, "failed", error=f"{type(exc).__name__}: {exc}")
+        exc.__traceback__ = None  # Prefect keeps the exception; do not pin the flow's frames
+        reason = str(exc) if isinstance(exc, FetchError) else f"{type(exc).__name__}: {exc}"
+        return DayResult(day, "failed", error=reason)
     totals = RunTotals()
     for outcome in pipeline.ingest_pages(wh, pages, run_id, day):
         totals.add(outcome)

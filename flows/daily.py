@@ -129,6 +129,7 @@ def _gather_pages(
             try:
                 pages = future.result()
             except FetchError as exc:
+                exc.__traceback__ = None  # Prefect keeps the exception; do not pin our frames
                 outcomes.append(PageOutcome(str(d), d, error=str(exc)))
                 continue
             outcomes += load_pages(wh, pages, run_id, day)

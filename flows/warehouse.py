@@ -123,6 +123,9 @@ class Warehouse:
         with contextlib.suppress(duckdb.Error):
             self.con.execute("CHECKPOINT")
         self.con.close()
+        # Drop the binding object too: a closed Warehouse can outlive its run (a Prefect state
+        # holding a traceback that holds this frame), and DuckDB reports live objects at exit.
+        del self.con
 
     def __enter__(self) -> Warehouse:
         return self
