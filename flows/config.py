@@ -34,6 +34,9 @@ ENV_VARS = {
     "PAPERDIGEST_LOCK_WAIT": "lock_wait",
     "PAPERDIGEST_CRON": "cron",
     "PAPERDIGEST_TASK_RETRIES": "task_retries",
+    "PAPERDIGEST_SMTP_BLOCK": "smtp_block",
+    "PAPERDIGEST_UNSUBSCRIBE_URL": "unsubscribe_url",
+    "PAPERDIGEST_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "PAPERDIGEST_TASK_RETRY_DELAY": "task_retry_delay",
 }
 
@@ -64,6 +67,9 @@ class Settings:
     # A fetch task that still fails after the HTTP client's own retries is retried this often.
     task_retries: int = 2
     task_retry_delay: float = 30.0
+    smtp_block: str | None = None  # a Prefect EmailServerCredentials block to send with
+    unsubscribe_url: str | None = None  # https URL; "{address}" is replaced by the reader's
+    unsubscribe_mailto: str | None = None  # address that takes "unsubscribe" mails
 
     @property
     def subscribers_path(self) -> Path:

@@ -22,6 +22,7 @@ from flows.deliver import (
     deliver_digest,
     make_transport,
     outbox_stem,
+    smtp_settings_from_block,
 )
 from flows.diff import DiffSettings, compute_diff, latest_run, resolve_since
 from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
@@ -232,8 +233,8 @@ def deliver_run_digest(
     Daily and weekday readers get the day's digest; weekly readers (on Mondays) get everything
     first seen in the past week, merged without repeats. Failures are reported, never raised.
     """
-    smtp = SmtpSettings.from_env()
-    render_settings = RenderSettings(on_empty=settings.on_empty)
+    smtp = smtp_settings(settings)
+    render_settings = render_settings_for(settings)
     transport = make_transport(smtp, settings.outbox)
     due = due_recipients(load_recipients(settings), digest.digest_date)
     outcome = DeliveryOutcome(recipients=len(due))
@@ -259,6 +260,22 @@ def deliver_run_digest(
             outcome.destination = _destination(smtp, settings, key, report.sent[0])
     outcome.note = _delivery_note(digest, outcome, settings)
     return outcome
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    """SMTP from the Prefect block named in the settings, else from PAPERDIGEST_SMTP_* vars."""
+    if settings.smtp_block:
+        return smtp_settings_from_block(settings.smtp_block)
+    return SmtpSettings.from_env()
+
+
+def render_settings_for(settings: Settings) -> RenderSettings:
+    """How the digest is rendered, from the run settings."""
+    return RenderSettings(
+        on_empty=settings.on_empty,
+        unsubscribe_url=settings.unsubscribe_url,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
 
 
 def digest_items(digest: Digest) -> list[tuple[str, str, int | None]]:
@@ -346,7 +363,7 @@ def alert_operator(settings: Settings, text: str) -> None:
     """Mail an alert to the operator address, if one is configured (outbox without SMTP)."""
     if not settings.operator_email:
         return
-    smtp = SmtpSettings.from_env()
+    smtp = smtp_settings(settings)
     message = EmailMessage()
     message["From"] = smtp.mail_from
     message["To"] = settings.operator_email
@@ -387,5 +404,5 @@ def preview_digest(settings: Settings, day: date | None, out_dir: Path) -> tuple
             digest_date=day,
             settings=DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain),
         )
-    rendered = render_digest(digest, settings=RenderSettings(on_empty=settings.on_empty))
+    rendered = render_digest(digest, settings=render_settings_for(settings))
     return write_preview(rendered, out_dir, f"digest-{day}")

@@ -15,7 +15,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Tests never see the developer's own configuration.
+_KEEP = {"PAPERDIGEST_REGEN_GOLDEN"}  # the documented switch that regenerates golden files
 for _var in [v for v in os.environ if v.startswith("PAPERDIGEST_") or v == "HF_TOKEN"]:
+    if _var in _KEEP:
+        continue
     del os.environ[_var]
 
 import pytest  # noqa: E402
