@@ -1,0 +1,1 @@
+"""Reliability and security tests: hostile input, crashes, contention, failing servers, secrets."""
