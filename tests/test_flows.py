@@ -50,7 +50,8 @@ def test_daily_flow_offline_loads_diffs_renders_and_delivers(prefect_harness, pl
 
     pages = rows(
         db,
-        "SELECT source, fmt, location, digest_date, n_entries, n_rejected FROM pages ORDER BY page_id",
+        "SELECT source, fmt, location, digest_date, n_entries, n_rejected FROM pages "
+        "ORDER BY page_id",
     )
     assert pages == [
         ("text", "text", str(SEEDS / "000_9e473fa17dbd8c2f.txt"), DAY, 229, 0),
@@ -63,9 +64,8 @@ def test_daily_flow_offline_loads_diffs_renders_and_delivers(prefect_harness, pl
         "SELECT title, n_authors, published_on, upvotes, first_seen_run FROM paper_latest "
         "WHERE title LIKE 'ReasonRank%'",
     )
-    assert reason_rank == [
-        ("ReasonRank: Empowering Passage Ranking with Strong Reasoning Ability", 7, date(2025, 8, 9), 4, 1)
-    ]  # fmt: skip
+    title = "ReasonRank: Empowering Passage Ranking with Strong Reasoning Ability"
+    assert reason_rank == [(title, 7, date(2025, 8, 9), 4, 1)]
     run = rows(db, "SELECT run_id, flow, status, counts->>'new', counts->>'sent' FROM runs")
     assert run == [(1, "daily", "ok", "391", "1")]
     assert rows(db, "SELECT recipient, digest_key, state FROM sends") == [
