@@ -94,11 +94,23 @@ class RunTotals:
 
 
 def days_to_fetch(wh: Warehouse, today: date, refetch_days: int, gap_days: int) -> list[date]:
-    """Today, the last `refetch_days` days (gains, late arrivals), and gaps of `gap_days`."""
-    recent = [today - timedelta(d) for d in range(refetch_days + 1)]
-    start = today - timedelta(gap_days)
-    gaps = wh.gaps(start, today - timedelta(refetch_days + 1), min_entries=0) if gap_days else []
-    return sorted(set(recent) | set(gaps), reverse=True)
+    """Today, the last `refetch_days` days (gains, late arrivals), and gaps of `gap_days`.
+
+    A gap is a day with no loaded page, or a weekday whose pages held no paper at all (Hugging
+    Face lists papers every weekday, so an empty one is suspect: fetch it again).
+    """
+    recent = {today - timedelta(d) for d in range(refetch_days + 1)}
+    gaps: set[date] = set()
+    if gap_days > refetch_days:
+        start, end = today - timedelta(gap_days), today - timedelta(refetch_days + 1)
+        with_papers = wh.dates_with_pages(start, end, min_entries=1)
+        gaps = set(wh.gaps(start, end))
+        gaps |= {
+            start + timedelta(n)
+            for n in range((end - start).days + 1)
+            if (start + timedelta(n)).weekday() < 5 and start + timedelta(n) not in with_papers
+        }
+    return sorted(recent | gaps, reverse=True)
 
 
 def saved_page_paths(paths: Iterable[Path]) -> list[Path]:
