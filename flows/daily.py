@@ -7,7 +7,7 @@ the flow's own thread, since a DuckDB connection is not thread-safe.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -33,6 +33,14 @@ def fetch_day(client: HFClient, day: date, source: str) -> list[RawPage]:
 def load_pages(wh: Warehouse, pages: list[RawPage], run_id: int, today: date) -> list[PageOutcome]:
     """Parse and load a batch of pages, one transaction per page."""
     return pipeline.ingest_pages(wh, pages, run_id, today)
+
+
+@task(cache_policy=NO_CACHE)
+def load_files(
+    wh: Warehouse, files: list[Path], run_id: int, day: date | None, today: date
+) -> list[PageOutcome]:
+    """Read and load saved pages, one at a time, one transaction each."""
+    return pipeline.ingest_files(wh, files, run_id, day, today)
 
 
 @task(cache_policy=NO_CACHE)
@@ -100,7 +108,7 @@ def import_pages(
     with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
         run_id = wh.start_run("import", {"paths": paths, "date": date})
         totals = RunTotals()
-        for outcome in load_pages(wh, _read_files(files, day), run_id, day or settings.today()):
+        for outcome in load_files(wh, files, run_id, day, day or settings.today()):
             totals.add(outcome)
         n_papers = wh.papers_on_pages(totals.page_ids)
         counts = totals.as_dict() | {"papers": n_papers}
@@ -116,7 +124,7 @@ def _gather_pages(
     """Offline: the saved pages of a folder. Online: today, recent days and gaps, fetched."""
     if offline_dir:
         files = pipeline.saved_page_paths([Path(offline_dir)])
-        return load_pages(wh, _read_files(files, day), run_id, day)
+        return load_files(wh, files, run_id, day, day)
     days = pipeline.days_to_fetch(wh, day, settings.refetch_days, settings.gap_days)
     outcomes: list[PageOutcome] = []
     fetch_settings = FetchSettings.from_env()
@@ -134,17 +142,6 @@ def _gather_pages(
                 continue
             outcomes += load_pages(wh, pages, run_id, day)
     return outcomes
-
-
-def _read_files(files: list[Path], day: date | None) -> list[RawPage]:
-    pages = []
-    for path in files:
-        try:
-            pages.append(pipeline.read_saved_page(path, day))
-        except Exception as exc:  # an unreadable file is reported by the load step
-            pages.append(RawPage("text", str(path), b"", day, datetime.now(UTC)))
-            get_run_logger().warning("cannot read %s: %s", path, exc)
-    return pages
 
 
 def _run_counts(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -34,7 +34,9 @@ from flows.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 SAVED_PAGE_SUFFIXES = {".txt", ".json", ".html", ".htm"}
-MAX_PAGE_BYTES = 64 * 1024 * 1024  # a saved page larger than this is refused unread
+# A saved page larger than this is refused unread: Hugging Face's largest page (trending) is
+# about 1.5 MB, and refusing keeps memory bounded whatever lands in an import folder.
+MAX_PAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,32 +129,26 @@ def saved_page_paths(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_saved_page(path: Path, digest_date: date | None = None) -> RawPage:
-    """A saved page as a RawPage (OSError and oversize become PageFormatError).
+    """A saved page as a RawPage; an unreadable or oversized file raises PageFormatError.
 
     `digest_date` (the `--date` flag) dates text pages, which do not say their year; API and
-    HTML pages carry their own date and take it only when they do not.
+    HTML pages carry their own date (`ingest_page` falls back to the flag when they do not).
     """
     try:
         size = path.stat().st_size
         if size > MAX_PAGE_BYTES:
-            raise PageFormatError(str(path), f"file too large ({size:,} bytes)")
+            raise PageFormatError(
+                str(path), f"file too large ({size:,} bytes; the limit is {MAX_PAGE_BYTES:,})"
+            )
         body = path.read_bytes()
     except OSError as exc:
-        raise PageFormatError(str(path), exc.strerror or type(exc).__name__) from exc
+        raise PageFormatError(str(path), exc.strerror or type(exc).__name__) from None
     try:
         source = detect_format(body, name=str(path))
     except PageFormatError:
         source = "text"  # the parse step reports the real reason with the page
-    if source != "text" and digest_date is not None and _says_its_date(body, path):
-        digest_date = None
-    return RawPage(source, str(path), body, digest_date, datetime.now(UTC))
-
-
-def _says_its_date(body: bytes, path: Path) -> bool:
-    try:
-        return parse_page(body, name=str(path)).digest_date is not None
-    except PageFormatError:
-        return False
+    dated = digest_date if source == "text" else None
+    return RawPage(source, str(path), body, dated, datetime.now(UTC))
 
 
 # ---- load side ----------------------------------------------------------------------------
@@ -163,12 +159,24 @@ def parse_raw(raw: RawPage, today: date | None = None) -> ParsedPage:
     return parse_page(raw.body, name=raw.location, digest_date=raw.digest_date, today=today)
 
 
-def ingest_page(wh: Warehouse, raw: RawPage, run_id: int, today: date | None = None) -> PageOutcome:
-    """Parse and load one page; a page that does not parse is quarantined, never raised."""
+def ingest_page(
+    wh: Warehouse,
+    raw: RawPage,
+    run_id: int,
+    today: date | None = None,
+    fallback_date: date | None = None,
+) -> PageOutcome:
+    """Parse and load one page; a page that does not parse is quarantined, never raised.
+
+    `fallback_date` dates a page that says no date of its own (an old API answer, say).
+    """
     if raw.not_modified:
         return PageOutcome(raw.location, raw.digest_date, PageLoad(0, raw.location, True))
     try:
         parsed = parse_raw(raw, today)
+        if parsed.digest_date is None and fallback_date is not None:
+            raw = replace(raw, digest_date=fallback_date)
+            parsed = parse_raw(raw, today)
     except PageFormatError as exc:
         wh.save_refused_page(raw, exc.reason, run_id)
         log.warning("refused %s", exc)
@@ -184,6 +192,26 @@ def ingest_pages(
 ) -> list[PageOutcome]:
     """Load several pages, one transaction each: a bad page never stops the others."""
     return [ingest_page(wh, raw, run_id, today) for raw in pages]
+
+
+def ingest_files(
+    wh: Warehouse, paths: Iterable[Path], run_id: int, day: date | None, today: date
+) -> list[PageOutcome]:
+    """Read and load saved pages one at a time (memory holds one page, not the folder).
+
+    A file that cannot be read is quarantined with its real reason (missing, too large…).
+    """
+    outcomes = []
+    for path in paths:
+        try:
+            raw = read_saved_page(path, day)
+        except PageFormatError as exc:
+            unread = RawPage("text", str(path), b"", day, datetime.now(UTC))
+            wh.save_refused_page(unread, exc.reason, run_id)
+            outcomes.append(PageOutcome(str(path), day, error=str(exc)))
+            continue
+        outcomes.append(ingest_page(wh, raw, run_id, today, fallback_date=day))
+    return outcomes
 
 
 def reparse_archive(wh: Warehouse, today: date | None = None) -> tuple[int, int]:

@@ -225,3 +225,12 @@ def test_card_with_dangerous_github_link_keeps_no_url():
         ("https://github.com/x/y", 1200),
         (None, None),
     ]
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.9, 0.999])
+def test_a_truncated_page_is_refused_even_when_its_props_are_whole(keep: float) -> None:
+    page = DAY_PAGE.read_bytes()
+    cut = page[: int(len(page) * keep)]
+    with pytest.raises(PageFormatError) as err:
+        parse_page(cut, name="cut.html")
+    assert str(err.value) == "cut.html: truncated HTML page (no closing </html>)"

@@ -46,6 +46,8 @@ _DAY_URL = re.compile(
 _AUTHOR_COUNT = re.compile(r"(\d[\d,]*)\s+authors?\b")
 _DISPLAYED_COUNT = re.compile(r"\d[\d,.]*\s*[kKmM]?")
 _PAPER_HREF = re.compile(r"/papers/([^/?#\s]+)")
+_CLOSING_HTML = re.compile(r"</html\s*>", re.IGNORECASE)
+_TAIL_CHARS = 4096  # where a complete page's </html> must be (only trailing scripts follow)
 
 
 def is_papers_html(text: str) -> bool:
@@ -64,6 +66,10 @@ def page_title(text: str) -> str | None:
 
 def parse_html(text: str, *, name: str, digest_date: date | None) -> ParsedPage:
     """Parse an HF papers page; raise PageFormatError when neither path finds papers."""
+    if not _CLOSING_HTML.search(text[-_TAIL_CHARS:]):
+        # A cut download can still hold whole props or cards: refuse it rather than load a
+        # partial day as if it were the whole list.
+        raise PageFormatError(name, "truncated HTML page (no closing </html>)")
     props = find_props(text) or {}
     papers = props.get("dailyPapers")
     if isinstance(papers, list):
