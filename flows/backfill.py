@@ -91,9 +91,10 @@ def backfill(
     workers: int = 4,
     db: str | None = None,
     progress: bool = False,
+    wait: float | None = None,
 ) -> dict[str, Any]:
     """Fetch and load a date range; sends no email."""
-    settings = load_settings(source=source, db=daily._path(db))
+    settings = load_settings(source=source, db=daily._path(db), lock_wait=wait)
     days = days_between(date.fromisoformat(start), date.fromisoformat(end))
     with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
         run_id = wh.start_run("backfill", {"start": start, "end": end, "source": source})
@@ -196,6 +197,7 @@ def run_backfill_cli(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         db=str(settings.db),
         progress=sys.stderr.isatty(),
+        wait=settings.lock_wait,
     )
     print_backfill_summary(result["days"], result["counts"])
     failed = [d for d in result["days"] if d.status == "failed"]

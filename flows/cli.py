@@ -84,6 +84,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         db=str(settings.db),
         outbox=str(settings.outbox),
         resend=args.resend,
+        wait=settings.lock_wait,
     )
     print(result["summary"])
     return EXIT_OK if result["status"] == "ok" else EXIT_FAILURE
@@ -93,7 +94,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Load saved pages into the warehouse."""
     flows = _prefect_flows()
     result = flows.import_pages(
-        paths=[str(p) for p in args.paths], date=_iso(args.date), db=str(settings.db)
+        paths=[str(p) for p in args.paths],
+        date=_iso(args.date),
+        db=str(settings.db),
+        wait=settings.lock_wait,
     )
     for failure in result["failures"]:
         print(f"paperdigest: {failure}", file=sys.stderr)

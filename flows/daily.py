@@ -66,9 +66,10 @@ def daily_digest(
     db: str | None = None,
     outbox: str | None = None,
     resend: bool = False,
+    wait: float | None = None,
 ) -> dict[str, object]:
     """Fetch today (and re-fetch recent days) → load → diff → render → deliver."""
-    settings = load_settings(source=source, db=_path(db), outbox=_path(outbox))
+    settings = load_settings(source=source, db=_path(db), outbox=_path(outbox), lock_wait=wait)
     day = _day(date, settings)
     logger = get_run_logger()
     with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
@@ -99,10 +100,10 @@ def daily_digest(
 
 @flow(name="import-pages", log_prints=True)
 def import_pages(
-    paths: list[str], date: str | None = None, db: str | None = None
+    paths: list[str], date: str | None = None, db: str | None = None, wait: float | None = None
 ) -> dict[str, object]:
     """Load saved pages (text, API JSON or HTML) into the warehouse; no email."""
-    settings = load_settings(db=_path(db))
+    settings = load_settings(db=_path(db), lock_wait=wait)
     day = _maybe_day(date)
     files = pipeline.saved_page_paths(Path(p) for p in paths)
     with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
