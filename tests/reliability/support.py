@@ -10,6 +10,7 @@ import email.policy
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -83,12 +84,17 @@ def snapshot(db: Path) -> dict[str, list[tuple]]:
     """Every table's rows as `SNAPSHOT_SQL` defines them, sorted (duplicates kept)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {
-            name: sorted(con.execute(sql).fetchall(), key=repr)
-            for name, sql in SNAPSHOT_SQL.items()
-        }
+        tables = {name: con.execute(sql).fetchall() for name, sql in SNAPSHOT_SQL.items()}
     finally:
         con.close()
+    return {name: sorted(map(_hashable, rows), key=repr) for name, rows in tables.items()}
+
+
+def _hashable(value: Any) -> Any:
+    """Rows with their list columns (authors, keywords) as tuples, so they can be counted."""
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(item) for item in value)
+    return value
 
 
 def snapshot_diff(got: dict[str, list[tuple]], want: dict[str, list[tuple]]) -> str:
@@ -351,3 +357,60 @@ def wait_until(condition, timeout: float = 10.0, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return bool(condition())
+
+
+# ---- a raw TCP server for faults HTTP libraries cannot script ---------------------------------
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that hands each connection to `behaviour(conn, stop)`.
+
+    Used for what an HTTP framework will not do on purpose: reset a connection halfway through
+    a body, or drip a body one byte at a time forever. `stop()` ends every behaviour.
+    """
+
+    def __init__(self, behaviour) -> None:
+        self.behaviour = behaviour
+        self.stopped = threading.Event()
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5)
+            conn.recv(65536)  # the request; its content does not matter here
+            self.behaviour(conn, self.stopped)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+
+def reset_connection(conn: socket.socket) -> None:
+    """Close with SO_LINGER 0: the peer gets a TCP RST, not an orderly FIN."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()

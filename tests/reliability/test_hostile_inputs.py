@@ -20,12 +20,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 from html import escape
 from pathlib import Path
 
 import pytest
 
-from flows.pipeline import PageOutcome, ingest_pages, read_saved_page
+from flows.pipeline import PageOutcome, ingest_files
 from flows.warehouse import Warehouse
 
 from .support import (
@@ -68,7 +69,7 @@ class CorpusRun:
     db: Path
     outcomes: dict[str, PageOutcome]
     log: list[logging.LogRecord]
-    unexpected: list[str]  # anything raised by reading or loading: there must be nothing
+    unexpected: list[str]  # anything raised while importing: there must be nothing
 
 
 class _Collect(logging.Handler):
@@ -100,19 +101,11 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
     try:
         with Warehouse.open(db) as wh:
             run_id = wh.start_run("import", {"paths": ["corpus"]})
-            pages = []
-            for path in order:
-                try:
-                    pages.append(read_saved_page(path))
-                except Exception as exc:  # read_saved_page may only refuse by PageFormatError
-                    unexpected.append(f"read {path.name}: {type(exc).__name__}: {exc}")
-            for page in pages:
-                try:
-                    [outcome] = ingest_pages(wh, [page], run_id)
-                except Exception as exc:
-                    unexpected.append(f"load {page.location}: {type(exc).__name__}: {exc}")
-                    continue
-                outcomes[Path(outcome.location).name] = outcome
+            try:
+                for outcome in ingest_files(wh, order, run_id, None, date.today()):
+                    outcomes[Path(outcome.location).name] = outcome
+            except Exception as exc:  # ingest_files must report, never raise
+                unexpected.append(f"{type(exc).__name__}: {exc}")
             wh.finish_run(run_id, "partial", {})
     finally:
         logging.getLogger().removeHandler(collect)
@@ -338,8 +331,9 @@ def big_cards_page(path: Path, megabytes: int) -> int:
 # (Linux keeps it across fork and exec), and pytest with a Prefect server is already ~300 MB.
 BIG_PAGE_CHILD = """
 import json, sys
+from datetime import date
 from pathlib import Path
-from flows.pipeline import ingest_page, read_saved_page
+from flows.pipeline import ingest_files
 from flows.warehouse import Warehouse
 
 def peak_mb():
@@ -352,7 +346,7 @@ wh = Warehouse.open(db)
 run_id = wh.start_run("import")
 print("baseline", peak_mb(), flush=True)
 try:
-    outcome = ingest_page(wh, read_saved_page(page), run_id)
+    [outcome] = ingest_files(wh, [page], run_id, None, date.today())
     result = {"error": outcome.error,
               "entries": outcome.load.n_entries if outcome.load else None,
               "rejected": outcome.load.n_rejected if outcome.load else None}
@@ -405,8 +399,10 @@ def test_fifty_megabytes_of_repeated_cards_in_bounded_memory(tmp_path: Path) -> 
     growth = max(peak, result["peak_mb"]) - baseline
     assert growth < RSS_GROWTH_LIMIT_MB, f"grew by {growth:.0f} MB"
     assert "raised" not in result, result["raised"]
-    if result["error"] is not None:
+    if result["error"] is not None:  # refused as a whole: one line, one rejects row
         assert result["error"].startswith(f"{page}: ") and "\n" not in result["error"]
         assert query(tmp_path / "papers.duckdb", "SELECT count(*) FROM pages") == [(0,)]
+        rejects = query(tmp_path / "papers.duckdb", "SELECT page_id, position FROM rejects")
+        assert rejects == [(None, 0)]
     else:
         assert (result["entries"], result["rejected"]) == (distinct, 0)
