@@ -217,10 +217,10 @@ class Warehouse:
 
     def find_loaded_page(self, raw: RawPage) -> PageLoad | None:
         """The earlier load of these exact bytes for this digest date, if any."""
-        row = self._row(
-            query_sql("find_loaded_page"),
-            {"sha": content_sha256(raw.body), "digest_date": raw.digest_date},
-        )
+        return self._loaded_page(raw, content_sha256(raw.body))
+
+    def _loaded_page(self, raw: RawPage, sha: str) -> PageLoad | None:
+        row = self._row(query_sql("find_loaded_page"), {"sha": sha, "digest_date": raw.digest_date})
         if row is None:
             return None
         return PageLoad(row[0], raw.location, True, n_entries=row[1], n_rejected=row[2])
@@ -231,27 +231,36 @@ class Warehouse:
         Loading the same bytes for the same digest date again changes nothing.
         """
         raw = _with_digest_date(raw, parsed)
-        earlier = self.find_loaded_page(raw)
+        sha = content_sha256(raw.body)
+        earlier = self._loaded_page(raw, sha)
         if earlier is not None:
             return earlier
         try:
             with self.transaction():
-                return self._insert_page(raw, parsed, run_id)
+                return self._insert_page(raw, parsed, run_id, sha=sha)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"{raw.location}: not loaded, warehouse {self.path} unchanged: {_one_line(exc)}"
             ) from exc
 
     def _insert_page(
-        self, raw: RawPage, parsed: ParsedPage, run_id: int, page_id: int | None = None
+        self,
+        raw: RawPage,
+        parsed: ParsedPage,
+        run_id: int,
+        page_id: int | None = None,
+        sha: str | None = None,
     ) -> PageLoad:
+        """Load a page's rows; a new page (no `page_id`) also gets its row and archive."""
         seen_at = raw.fetched_at or utc_now()
+        papers = _dedupe(parsed.papers)
         if page_id is None:
-            page_id = self._row("SELECT nextval('page_id_seq')")[0]
-            self._insert_page_row(page_id, run_id, raw, parsed, seen_at)
-        papers = self._resolve_ids(_dedupe(parsed.papers))
+            sha = sha or content_sha256(raw.body)
+            page_id = self._insert_page_row(run_id, raw, parsed, seen_at, sha, len(papers))
+        title_keys = {p.title: title_key(p.title) for p in papers}
+        papers = self._resolve_ids(papers, title_keys)
         known = self._known_ids(papers)
-        batch = papers_table(papers, parsed.digest_date)
+        batch = papers_table(papers, parsed.digest_date, title_keys)
         self.con.register("batch", batch)
         try:
             params = {"run_id": run_id, "seen_at": seen_at}
@@ -284,32 +293,40 @@ class Warehouse:
             self.con.execute(query_sql("insert_papers"), params | {"ids": new_ids})
 
     def _insert_page_row(
-        self, page_id: int, run_id: int, raw: RawPage, parsed: ParsedPage, seen_at: datetime
-    ) -> None:
-        self.con.execute(
-            "INSERT INTO pages VALUES ($page_id, $run_id, $source, $fmt, $location, $digest_date, "
-            "$fetched_at, $sha, $status, $ctype, $etag, $lm, $n_entries, $n_rejected)",
+        self,
+        run_id: int,
+        raw: RawPage,
+        parsed: ParsedPage,
+        seen_at: datetime,
+        sha: str,
+        n_entries: int,
+    ) -> int:
+        """Insert the page's row (taking the next page id) and its archived bytes."""
+        page_id = self._row(
+            "INSERT INTO pages VALUES (nextval('page_id_seq'), $run_id, $source, $fmt, $location, "
+            "$digest_date, $fetched_at, $sha, $status, $ctype, $etag, $lm, $n_entries, "
+            "$n_rejected) RETURNING page_id",
             {
-                "page_id": page_id,
                 "run_id": run_id,
                 "source": raw.source,
                 "fmt": parsed.fmt,
                 "location": raw.location,
                 "digest_date": raw.digest_date,
                 "fetched_at": seen_at,
-                "sha": content_sha256(raw.body),
+                "sha": sha,
                 "status": raw.http_status,
                 "ctype": raw.content_type,
                 "etag": raw.etag,
                 "lm": raw.last_modified,
-                "n_entries": len(_dedupe(parsed.papers)),
+                "n_entries": n_entries,
                 "n_rejected": len(parsed.rejects),
             },
-        )
+        )[0]
         self.con.execute(
             "INSERT INTO page_archive VALUES ($id, 'zlib', $size, $raw)",
             {"id": page_id, "size": len(raw.body), "raw": zlib.compress(raw.body, 6)},
         )
+        return page_id
 
     def _insert_rejects(
         self, page_id: int, location: str, parsed: ParsedPage, run_id: int, seen_at: datetime
@@ -347,16 +364,18 @@ class Warehouse:
             },
         )
 
-    def _resolve_ids(self, papers: list[Paper]) -> list[Paper]:
-        """Map title-only ids onto known arXiv ids, and merge title-only papers into new ids."""
+    def _resolve_ids(self, papers: list[Paper], title_keys: dict[str, str]) -> list[Paper]:
+        """Map title-only ids onto known arXiv ids, and merge title-only papers into new ids.
+
+        `title_keys` maps each paper's title to its `title_key`.
+        """
         if not papers:
             return papers
 
-        keys = {p.paper_id: title_key(p.title) for p in papers}
-        known = self._papers_by_title_key(set(keys.values()))
+        known = self._papers_by_title_key({title_keys[p.title] for p in papers})
         resolved = []
         for paper in papers:
-            key = keys[paper.paper_id]
+            key = title_keys[paper.title]
             if paper.paper_id.startswith("t:"):
                 target = _pick_arxiv_id(known.get(key, ()))
                 if target:
@@ -673,8 +692,14 @@ def content_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def papers_table(papers: list[Paper], page_date: date | None) -> pa.Table:
-    """An Arrow table of cleaned papers, the shape `insert_papers.sql` & co. read as `batch`."""
+def papers_table(
+    papers: list[Paper], page_date: date | None, title_keys: dict[str, str] | None = None
+) -> pa.Table:
+    """An Arrow table of cleaned papers, the shape `insert_papers.sql` & co. read as `batch`.
+
+    `title_keys` (title → `title_key`) saves computing the keys again when they are known.
+    """
+    keys = title_keys or {}
 
     def col(name: str) -> list[Any]:
         return [getattr(p, name) for p in papers]
@@ -682,7 +707,9 @@ def papers_table(papers: list[Paper], page_date: date | None) -> pa.Table:
     return pa.table(
         {
             "paper_id": pa.array(col("paper_id"), pa.string()),
-            "title_key": pa.array([title_key(p.title) for p in papers], pa.string()),
+            "title_key": pa.array(
+                [keys.get(p.title) or title_key(p.title) for p in papers], pa.string()
+            ),
             "arxiv_id": pa.array(col("arxiv_id"), pa.string()),
             "title": pa.array(col("title"), pa.string()),
             "abstract": pa.array(col("abstract"), pa.string()),
