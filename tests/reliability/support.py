@@ -319,10 +319,10 @@ class LoopbackController(Controller):
         super()._trigger_server()
 
 
-def start_smtp(handler: SinkHandler, **kwargs: Any) -> LoopbackController:
+def start_smtp(handler: SinkHandler, port: int = 0, **kwargs: Any) -> LoopbackController:
     """Start an SMTP server (plain, no AUTH unless kwargs say so) on 127.0.0.1."""
     controller = LoopbackController(
-        handler, hostname="127.0.0.1", port=0, server_hostname="mx.test", **kwargs
+        handler, hostname="127.0.0.1", port=port, server_hostname="mx.test", **kwargs
     )
     controller.start()
     return controller
@@ -365,8 +365,9 @@ def wait_until(condition, timeout: float = 10.0, step: float = 0.02) -> bool:
 class RawServer:
     """A TCP server on 127.0.0.1 that hands each connection to `behaviour(conn, stop)`.
 
-    Used for what an HTTP framework will not do on purpose: reset a connection halfway through
-    a body, or drip a body one byte at a time forever. `stop()` ends every behaviour.
+    Used for what a framework will not do on purpose: reset a connection halfway through a
+    body, drip a body one byte at a time forever, or answer SMTP AUTH by echoing it back.
+    The behaviour does all the reading and writing; `stop()` ends every behaviour.
     """
 
     def __init__(self, behaviour) -> None:
@@ -397,7 +398,6 @@ class RawServer:
     def _handle(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(5)
-            conn.recv(65536)  # the request; its content does not matter here
             self.behaviour(conn, self.stopped)
         except OSError:
             pass
@@ -408,6 +408,17 @@ class RawServer:
         self.stopped.set()
         self._listener.close()
         self._thread.join(timeout=5)
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read an HTTP request's head (its content does not matter to the fault servers)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def reset_connection(conn: socket.socket) -> None:

@@ -19,7 +19,7 @@ from flows import fetch
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.warehouse import Warehouse
 
-from .support import API_FIXTURES, RawServer, free_port, query, reset_connection
+from .support import API_FIXTURES, RawServer, free_port, query, read_request, reset_connection
 
 DAY = date(2026, 8, 14)
 BODY = API_FIXTURES[-1].read_bytes()
@@ -66,6 +66,7 @@ def test_connection_reset_mid_body_is_retried_then_reported() -> None:
     """Headers and half the body, then a TCP reset: retried, then reported as a cut body."""
 
     def half_then_reset(conn, stop) -> None:
+        read_request(conn)
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
@@ -92,6 +93,7 @@ def test_endless_slow_drip_ends_in_a_timeout_not_a_hang() -> None:
     in bounded time (here read_timeout is 1 s; we wait up to 20 s before calling it a hang)."""
 
     def drip(conn, stop) -> None:
+        read_request(conn)
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
