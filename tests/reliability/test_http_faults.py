@@ -1,10 +1,12 @@
-"""Failing HTTP servers: connection refused, a reset mid-body, an endless slow drip, and a day
-of 500s in the middle of a backfill. Each ends in a one-line FetchError naming the URL and the
-reason within a bounded time, and a backfill reports that day failed and loads the others."""
+"""Failing HTTP servers: connection refused, a reset mid-body, an endless slow drip, a day of
+500s in the middle of a backfill, and error pages (429, 503, WAF and bot challenges, a login
+page, JSON errors) served with status 200. Each ends in a one-line FetchError naming the URL
+and the reason within a bounded time; a run reports those days and loads the others."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,15 @@ from flows import fetch
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.warehouse import Warehouse
 
-from .support import API_FIXTURES, RawServer, free_port, query, read_request, reset_connection
+from .support import (
+    API_FIXTURES,
+    CORPUS,
+    RawServer,
+    free_port,
+    query,
+    read_request,
+    reset_connection,
+)
 
 DAY = date(2026, 8, 14)
 BODY = API_FIXTURES[-1].read_bytes()
@@ -205,3 +215,95 @@ def test_backfill_with_a_day_of_500s_reports_that_day_and_loads_the_rest(
     assert query(db, "SELECT count(*) FROM sightings") == [(expected,)]
     with Warehouse.open(db) as wh:
         assert wh.integrity_problems() == []
+
+
+# ---- error pages served with status 200 ----------------------------------------------------
+
+ERROR_PAGES_200 = [
+    "http-429-page.html",
+    "http-503-page.html",
+    "aws-waf-challenge.html",
+    "cloudflare-just-a-moment.html",
+    "login-page.html",
+    "rate-limit-with-papers-title.html",
+    "html-truncated-mid-cards.html",
+    "json-error-object.json",
+    "json-object-envelope.json",
+    "api-truncated-at-32292.json",
+]  # (a JSON list of strings is an array, so it passes the fetcher; the parser refuses it)
+
+
+def served_with_200(name: str) -> Response:
+    body = (CORPUS / name).read_bytes()
+    kind = "application/json" if name.endswith(".json") else "text/html; charset=utf-8"
+    return Response(body, status=200, content_type=kind)
+
+
+@pytest.fixture
+def http() -> Iterator[HTTPServer]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.mark.parametrize("name", ERROR_PAGES_200)
+@pytest.mark.parametrize("source", ["api", "html"])
+def test_error_pages_served_with_status_200_are_refused_by_the_fetcher(
+    http: HTTPServer, name: str, source: str
+) -> None:
+    """What a rate limiter, a WAF, a login wall or a broken proxy sends with status 200 is not
+    a page: retried a few times, then a one-line FetchError naming the URL and what came back;
+    nothing is handed on to be archived or parsed."""
+    http.expect_request(re.compile(".*")).respond_with_handler(lambda r: served_with_200(name))
+    base = http.url_for("/").rstrip("/")
+    with HFClient(fast_settings(base)) as client, pytest.raises(FetchError) as caught:
+        client.fetch_day(DAY, source)
+    message = assert_one_line_naming(caught.value, base)
+    assert "tried 3 times" in message, message
+    assert len(http.log) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_daily_run_meeting_error_pages_loads_the_good_day_and_reports_the_others(
+    prefect_harness, http: HTTPServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`daily_digest` re-fetching four days: three answer with a 429 page, a WAF challenge and
+    a JSON error object (all status 200). Each is reported in one line; only the good day is in
+    the warehouse; the run is "partial", the email still goes out."""
+    pages = {
+        DAY: None,
+        DAY - timedelta(1): "http-429-page.html",
+        DAY - timedelta(2): "aws-waf-challenge.html",
+        DAY - timedelta(3): "json-error-object.json",
+    }
+
+    def api(request: Request) -> Response:
+        name = pages[date.fromisoformat(request.args["date"])]
+        if name is None:
+            return Response(BODY, content_type="application/json")
+        return served_with_200(name)
+
+    http.expect_request("/api/daily_papers").respond_with_handler(api)
+    env = {
+        "PAPERDIGEST_HF_URL": http.url_for("/").rstrip("/"),
+        "PAPERDIGEST_REFETCH_DAYS": "3",
+        "PAPERDIGEST_GAP_DAYS": "0",
+        "PAPERDIGEST_TASK_RETRIES": "0",
+        "PAPERDIGEST_HTTP_RETRIES": "0",
+    }
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    from flows.daily import daily_digest
+
+    db, outbox = clean_env / "papers.duckdb", clean_env / "outbox"
+    result = daily_digest(date=DAY.isoformat(), db=str(db), outbox=str(outbox))
+    assert result["status"] == "partial"
+    assert result["failures"] == 3, result
+    assert query(db, "SELECT digest_date, n_entries FROM pages") == [(DAY, 23)]
+    assert query(db, "SELECT count(*) FROM rejects") == [(0,)]
+    with Warehouse.open(db) as wh:
+        assert wh.integrity_problems() == []
+    assert len(list(outbox.glob("*.eml"))) == 1
