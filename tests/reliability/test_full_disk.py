@@ -160,8 +160,9 @@ def test_cli_import_on_a_full_disk_exits_1_with_one_line_and_no_traceback(
     filler.unlink()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = paperdigest_lines(proc.stderr)
-    assert lines and all("No space left on device" in line for line in lines), proc.stderr
+    [line] = paperdigest_lines(proc.stderr)
+    assert "No space left on device" in line and str(db) in line, proc.stderr
+    assert [x for x in proc.stderr.splitlines() if x.strip()] == [line], proc.stderr[-3000:]
     assert query(db, "SELECT location FROM pages") == before
     with Warehouse.open(db) as wh:
         assert wh.integrity_problems() == []
