@@ -411,9 +411,7 @@ def test_email_from_hostile_pages_has_no_executable_markup_or_foreign_schemes(
                     assert re.match(r"(https?|mailto):", str(value).strip(), re.I), value
         for style in soup.find_all("style"):
             assert "display:none}" not in style.get_text().replace(" ", "")
-        assert "&lt;script&gt;alert(&#39;paperdigest&#39;)&lt;/script&gt;" in html or (
-            "&lt;script&gt;alert(" in html
-        )
+        assert "&lt;script&gt;alert(" in html  # the hostile title is there, as inert text
         assert "<script" not in html.lower() and "<iframe" not in html.lower()
         assert "<img src=x" not in html.lower()
 
