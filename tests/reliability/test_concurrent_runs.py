@@ -102,6 +102,27 @@ def test_cli_run_against_a_busy_warehouse_exits_1_with_one_clear_line(
 
 
 @pytest.mark.slow
+def test_cli_run_with_wait_proceeds_once_the_holder_is_done(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    """`paperdigest --wait 120 run` started while another process holds the warehouse waits
+    for it, then runs normally: exit 0, every page loaded, one email."""
+    db, outbox = tmp_path / "papers.duckdb", tmp_path / "outbox"
+    holder = hold_warehouse(db, 8)
+    started = time.monotonic()
+    proc = run_cli(
+        ["--db", str(db), "--outbox", str(outbox), "--wait", "120", "run", "--offline",
+         str(SEEDS[0].parent), "--date", str(DAY)],
+        cli_env(tmp_path, prefect_api_url),
+    )  # fmt: skip
+    holder.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.monotonic() - started >= 7, "it cannot have run while the holder held the lock"
+    assert query(db, "SELECT count(*), sum(n_entries) FROM pages") == [(3, 409)]
+    assert len(list(outbox.glob("*.eml"))) == 1
+
+
+@pytest.mark.slow
 def test_two_daily_runs_at_once_one_proceeds_nothing_is_damaged_one_email(
     prefect_api_url: str, tmp_path: Path
 ) -> None:
