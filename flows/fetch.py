@@ -28,7 +28,12 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 from urllib3.util.retry import Retry
 
 from flows import PROJECT_URL, __version__
@@ -62,6 +67,8 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 BAD_RESPONSE_RETRIES = 2  # a bad 200 (challenge page, truncated body) is tried 3 times in all
+BODY_DEADLINE_READS = 4  # a whole body may take 4 read timeouts (30 s → 2 minutes)
+MAX_BODY_BYTES = 16 * 1024 * 1024  # Hugging Face's largest page is ~1.5 MB
 MAX_API_PAGES = 50  # 5,000 papers a day: far beyond any real day, so more means a paging bug
 POOL_SIZE = 16  # connections kept per host, enough for the flow's concurrent fetch threads
 TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -127,13 +134,37 @@ def _env_number(name: str, kind: type[int] | type[float]) -> int | float | None:
         raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
 
+# Tokens of the clients of this process. A server may echo the Authorization header into its
+# error page; every error reason and log line of this module is scrubbed of them.
+_SECRETS: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """`text` with every known token replaced by `[redacted]`."""
+    for secret in _SECRETS:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Scrubs tokens from this module's log records, whatever their arguments hold."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+log.addFilter(_RedactingFilter())
+
+
 class FetchError(Exception):
     """A page could not be fetched, or the answer was not what was asked for."""
 
     def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = " ".join(reason.split())  # one line, whatever the server sent
-        super().__init__(f"{url}: {self.reason}")
+        self.url = redact(url)
+        self.reason = redact(" ".join(reason.split()))  # one line, whatever the server sent
+        super().__init__(f"{self.url}: {self.reason}")
 
     def __reduce__(self) -> tuple[type[FetchError], tuple[str, str]]:
         # Picklable across process/worker boundaries despite the two-argument constructor.
@@ -305,6 +336,8 @@ class HFClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
+        if settings.token:
+            _SECRETS.add(settings.token)
         self._lookup_validators = validators
         self._lookup_lock = threading.Lock()  # the caller's lookup may not be thread-safe
         self._memory_lock = threading.Lock()
@@ -444,12 +477,15 @@ class HFClient:
         self._limiters[kind].acquire(self._sleep)
         log.debug("GET %s", current)
         try:
-            return self._session.get(
+            response = self._session.get(
                 current,
                 headers=_request_headers(kind, validators),
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                 allow_redirects=False,
+                stream=True,
             )
+            self._read_body(url, response)
+            return response
         except (
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
@@ -457,6 +493,32 @@ class HFClient:
             raise _BadResponse(_broken_body_reason(exc)) from None
         except requests.RequestException as exc:
             raise FetchError(url, _transport_reason(exc, self.settings)) from None
+
+    def _read_body(self, url: str, response: requests.Response) -> None:
+        """Read the whole body within a total deadline and a size cap.
+
+        The read timeout bounds each socket read only: a server dripping a byte at a time
+        would otherwise hold a fetch forever.
+        """
+        limit_s = self.settings.read_timeout * BODY_DEADLINE_READS
+        deadline = time.monotonic() + limit_s
+        chunks, size = [], 0
+        try:
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise FetchError(url, f"answer larger than {MAX_BODY_BYTES:,} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError(
+                        url, f"timeout: answer not complete after {limit_s:g}s (slow drip)"
+                    )
+        except ProtocolError as exc:
+            raise _BadResponse(_broken_body_reason(exc)) from None
+        finally:
+            response.close()
+        response._content = b"".join(chunks)  # what `response.content` returns from now on
+        response._content_consumed = True
 
     # -- judging the answer --
 
@@ -657,7 +719,7 @@ def _root_reason(exc: BaseException) -> str:
     return match.group(1).strip() if match else text[-200:]
 
 
-def _broken_body_reason(exc: requests.RequestException) -> str:
+def _broken_body_reason(exc: Exception) -> str:
     """Why reading a body failed: a short read (with byte counts) or a bad encoding."""
     incomplete = INCOMPLETE_RE.search(str(exc))
     if incomplete:
