@@ -27,7 +27,7 @@ from flows.config import Settings, load_settings, zone
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.models import RawPage
 from flows.pipeline import RunTotals
-from flows.warehouse import Warehouse
+from flows.warehouse import Warehouse, WarehouseError
 
 
 @dataclass(slots=True)
@@ -96,14 +96,18 @@ def backfill(
     """Fetch and load a date range; sends no email."""
     settings = load_settings(source=source, db=daily._path(db), lock_wait=wait)
     days = days_between(date.fromisoformat(start), date.fromisoformat(end))
-    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
-        run_id = wh.start_run("backfill", {"start": start, "end": end, "source": source})
-        report = _backfill_days(wh, run_id, days, settings, refresh, progress)
-        counts = report.counts()
-        wh.finish_run(run_id, "partial" if report.failed else "ok", counts)
+    try:
+        with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+            run_id = wh.start_run("backfill", {"start": start, "end": end, "source": source})
+            report = _backfill_days(wh, run_id, days, settings, refresh, progress)
+            counts = report.counts()
+            wh.finish_run(run_id, "partial" if report.failed else "ok", counts)
+    except WarehouseError as exc:
+        return daily.failed_result(str(exc))
     failures = [f"{d.day}: {d.error}" for d in report.failed]
     daily._publish_artifact("backfill", days[-1], counts, failures)
-    return {"run_id": run_id, "counts": counts, "days": report.days}
+    status = "partial" if report.failed else "ok"
+    return {"run_id": run_id, "counts": counts, "days": report.days, "status": status}
 
 
 def _backfill_days(
@@ -199,6 +203,9 @@ def run_backfill_cli(args: argparse.Namespace, settings: Settings) -> int:
         progress=sys.stderr.isatty(),
         wait=settings.lock_wait,
     )
+    if result["status"] == "failed":
+        print(f"paperdigest: {result['error']}", file=sys.stderr)
+        return 1
     print_backfill_summary(result["days"], result["counts"])
     failed = [d for d in result["days"] if d.status == "failed"]
     for d in failed:

@@ -86,6 +86,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         resend=args.resend,
         wait=settings.lock_wait,
     )
+    if result["status"] == "failed":
+        print(f"paperdigest: {result['error']}", file=sys.stderr)
+        return EXIT_FAILURE
     print(result["summary"])
     return EXIT_OK if result["status"] == "ok" else EXIT_FAILURE
 
@@ -99,6 +102,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         db=str(settings.db),
         wait=settings.lock_wait,
     )
+    if result["status"] == "failed":
+        print(f"paperdigest: {result['error']}", file=sys.stderr)
+        return EXIT_FAILURE
     for failure in result["failures"]:
         print(f"paperdigest: {failure}", file=sys.stderr)
     print(result["summary"])

@@ -7,6 +7,7 @@ the flow's own thread, since a DuckDB connection is not thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from flows.diff import DiffSettings, compute_diff
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.models import Digest, RawPage
 from flows.pipeline import DeliveryOutcome, PageOutcome, RunTotals, deliver_run_digest
-from flows.warehouse import Warehouse
+from flows.warehouse import Warehouse, WarehouseError
 
 
 @task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE, tags=["io"])
@@ -68,29 +69,40 @@ def daily_digest(
     resend: bool = False,
     wait: float | None = None,
 ) -> dict[str, object]:
-    """Fetch today (and re-fetch recent days) → load → diff → render → deliver."""
+    """Fetch today (and re-fetch recent days) → load → diff → render → deliver.
+
+    A warehouse that cannot be opened or written (busy, full disk) ends the run with status
+    "failed" and a one-line `error`, not an exception, so no traceback reaches the user.
+    """
     settings = load_settings(source=source, db=_path(db), outbox=_path(outbox), lock_wait=wait)
     day = _day(date, settings)
+    try:
+        with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+            return _daily_run(wh, day, settings, offline_dir, resend)
+    except WarehouseError as exc:
+        return failed_result(str(exc))
+
+
+def _daily_run(
+    wh: Warehouse, day: date, settings: Settings, offline_dir: str | None, resend: bool
+) -> dict[str, object]:
     logger = get_run_logger()
-    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
-        run_id = wh.start_run("daily", {"date": day.isoformat(), "offline_dir": offline_dir})
-        totals = RunTotals()
-        try:
-            for outcome in _gather_pages(wh, run_id, day, settings, offline_dir):
-                totals.add(outcome)
-            digest = diff_run(wh, run_id, day, settings)
-            alarm = pipeline.deadman_warning(wh, day, settings.deadman_weekdays)
-            if alarm:
-                logger.error("DEAD-MAN'S SWITCH: %s", alarm)
-                pipeline.alert_operator(settings, alarm)
-            delivery = deliver(wh, digest, run_id, settings, resend)
-        except Exception as exc:
-            wh.finish_run(run_id, "failed", totals.as_dict(), error=str(exc))
-            raise
-        n_papers = wh.papers_on_pages(totals.page_ids)
-        counts = _run_counts(totals, digest, delivery, n_papers)
-        status = "ok" if not (totals.failures or delivery.failed) else "partial"
-        wh.finish_run(run_id, status, counts)
+    run_id = wh.start_run("daily", {"date": day.isoformat(), "offline_dir": offline_dir})
+    totals = RunTotals()
+    for outcome in _gather_pages(wh, run_id, day, settings, offline_dir):
+        totals.add(outcome)
+    if totals.fatal:
+        return _stop_run(wh, run_id, totals)
+    digest = diff_run(wh, run_id, day, settings)
+    alarm = pipeline.deadman_warning(wh, day, settings.deadman_weekdays)
+    if alarm:
+        logger.error("DEAD-MAN'S SWITCH: %s", alarm)
+        pipeline.alert_operator(settings, alarm)
+    delivery = deliver(wh, digest, run_id, settings, resend)
+    n_papers = wh.papers_on_pages(totals.page_ids)
+    counts = _run_counts(totals, digest, delivery, n_papers)
+    status = "ok" if not (totals.failures or delivery.failed) else "partial"
+    wh.finish_run(run_id, status, counts)
     line = pipeline.summary_line(totals, n_papers, delivery.destination, delivery.note)
     problems = totals.failures + delivery.failure_lines() + ([f"ALARM: {alarm}"] if alarm else [])
     _publish_artifact("daily-digest", day, counts, problems)
@@ -106,17 +118,41 @@ def import_pages(
     settings = load_settings(db=_path(db), lock_wait=wait)
     day = _maybe_day(date)
     files = pipeline.saved_page_paths(Path(p) for p in paths)
-    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
-        run_id = wh.start_run("import", {"paths": paths, "date": date})
-        totals = RunTotals()
-        for outcome in load_files(wh, files, run_id, day, day or settings.today()):
-            totals.add(outcome)
-        n_papers = wh.papers_on_pages(totals.page_ids)
-        counts = totals.as_dict() | {"papers": n_papers}
-        wh.finish_run(run_id, "partial" if totals.failures else "ok", counts)
+    try:
+        with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+            run_id = wh.start_run("import", {"paths": paths, "date": date})
+            totals = RunTotals()
+            for outcome in load_files(wh, files, run_id, day, day or settings.today()):
+                totals.add(outcome)
+            if totals.fatal:
+                return _stop_run(wh, run_id, totals)
+            n_papers = wh.papers_on_pages(totals.page_ids)
+            counts = totals.as_dict() | {"papers": n_papers}
+            wh.finish_run(run_id, "partial" if totals.failures else "ok", counts)
+    except WarehouseError as exc:
+        return failed_result(str(exc))
     line = pipeline.summary_line(totals, n_papers, None)
     _publish_artifact("import-pages", day, counts, totals.failures)
-    return counts | {"summary": line, "failures": totals.failures, "run_id": run_id}
+    status = "partial" if totals.failures else "ok"
+    return counts | {
+        "summary": line,
+        "failures": totals.failures,
+        "run_id": run_id,
+        "status": status,
+    }
+
+
+def failed_result(error: str) -> dict[str, object]:
+    """What a flow returns when the warehouse failed it: status "failed" and one line."""
+    get_run_logger().info("run failed: %s", error)  # the caller prints the one line
+    return {"status": "failed", "error": error, "summary": error, "failures": [error]}
+
+
+def _stop_run(wh: Warehouse, run_id: int, totals: RunTotals) -> dict[str, object]:
+    """End a run the warehouse could not finish: record it if the file still takes writes."""
+    with contextlib.suppress(WarehouseError):
+        wh.finish_run(run_id, "failed", totals.as_dict(), error=totals.fatal)
+    return failed_result(totals.fatal or "the warehouse failed")
 
 
 def _gather_pages(

@@ -29,7 +29,7 @@ from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage,
 from flows.parse import detect_format, parse_page
 from flows.render import RenderSettings, render_digest, render_fitted, write_preview
 from flows.subscribers import digest_key_for, due_recipients, load_subscribers, weekly_window
-from flows.warehouse import Warehouse
+from flows.warehouse import Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class PageOutcome:
     digest_date: date | None
     load: PageLoad | None = None
     error: str | None = None  # one line: "<input>: <reason>"
+    fatal: bool = False  # the warehouse itself failed (full disk…): the run must stop
 
     @property
     def ok(self) -> bool:
@@ -65,9 +66,13 @@ class RunTotals:
     new_papers: int = 0
     failures: list[str] = field(default_factory=list)
     page_ids: list[int] = field(default_factory=list)  # loaded now or earlier (skipped)
+    fatal: str | None = None  # why the run had to stop (the warehouse could not be written)
 
     def add(self, outcome: PageOutcome) -> None:
         """Count one page outcome."""
+        if outcome.fatal:
+            self.fatal = outcome.error
+            return
         if outcome.error:
             self.failures.append(outcome.error)
             return
@@ -178,10 +183,11 @@ def ingest_page(
             raw = replace(raw, digest_date=fallback_date)
             parsed = parse_raw(raw, today)
     except PageFormatError as exc:
-        wh.save_refused_page(raw, exc.reason, run_id)
-        log.warning("refused %s", exc)
-        return PageOutcome(raw.location, raw.digest_date, error=str(exc))
-    load = wh.save_page(raw, parsed, run_id)
+        return quarantine(wh, raw, exc, run_id)
+    try:
+        load = wh.save_page(raw, parsed, run_id)
+    except WarehouseError as exc:  # not this page's fault: stop the run, say why in one line
+        return PageOutcome(raw.location, raw.digest_date, error=str(exc), fatal=True)
     if parsed.rejects:
         log.warning("%s: %d entries quarantined", raw.location, len(parsed.rejects))
     return PageOutcome(raw.location, raw.digest_date or parsed.digest_date, load)
@@ -190,8 +196,14 @@ def ingest_page(
 def ingest_pages(
     wh: Warehouse, pages: Iterable[RawPage], run_id: int, today: date | None = None
 ) -> list[PageOutcome]:
-    """Load several pages, one transaction each: a bad page never stops the others."""
-    return [ingest_page(wh, raw, run_id, today) for raw in pages]
+    """Load several pages, one transaction each: a bad page never stops the others (a
+    failing warehouse does: the last outcome is then the fatal one)."""
+    outcomes = []
+    for raw in pages:
+        outcomes.append(ingest_page(wh, raw, run_id, today))
+        if outcomes[-1].fatal:
+            break
+    return outcomes
 
 
 def ingest_files(
@@ -207,11 +219,22 @@ def ingest_files(
             raw = read_saved_page(path, day)
         except PageFormatError as exc:
             unread = RawPage("text", str(path), b"", day, datetime.now(UTC))
-            wh.save_refused_page(unread, exc.reason, run_id)
-            outcomes.append(PageOutcome(str(path), day, error=str(exc)))
+            outcomes.append(quarantine(wh, unread, exc, run_id))
             continue
         outcomes.append(ingest_page(wh, raw, run_id, today, fallback_date=day))
+        if outcomes[-1].fatal:
+            break
     return outcomes
+
+
+def quarantine(wh: Warehouse, raw: RawPage, error: PageFormatError, run_id: int) -> PageOutcome:
+    """Record a refused input in `rejects` and report it in one line."""
+    log.warning("refused %s", error)
+    try:
+        wh.save_refused_page(raw, error.reason, run_id)
+    except WarehouseError as exc:
+        return PageOutcome(raw.location, raw.digest_date, error=str(exc), fatal=True)
+    return PageOutcome(raw.location, raw.digest_date, error=str(error))
 
 
 def reparse_archive(wh: Warehouse, today: date | None = None) -> tuple[int, int]:

@@ -108,21 +108,25 @@ class Warehouse:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = _connect_waiting(path, wait_s)
         wh = cls(con, path)
+        failure = None
         try:
             con.execute("SET TimeZone = 'UTC'")
             wh.migrate()
             con.execute((WAREHOUSE_DIR / "views.sql").read_text(encoding="utf-8"))
         except duckdb.Error as exc:
-            con.close()
-            raise WarehouseError(f"warehouse {path}: cannot open: {_one_line(exc)}") from exc
+            failure = f"warehouse {path}: cannot open: {_one_line(exc)}"
+        if failure:  # raised outside the except block: no traceback keeps the connection alive
+            wh.close()
+            raise WarehouseError(failure)
         return wh
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
-        # On a failing disk the checkpoint may fail; closing still releases the lock.
+        """Checkpoint and close the file (quietly: closing is also the way out of a failure)."""
+        # On a full or failing disk the checkpoint or close may fail; the lock is released anyway.
         with contextlib.suppress(duckdb.Error):
             self.con.execute("CHECKPOINT")
-        self.con.close()
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
         # Drop the binding object too: a closed Warehouse can outlive its run (a Prefect state
         # holding a traceback that holds this frame), and DuckDB reports live objects at exit.
         del self.con
@@ -178,31 +182,37 @@ class Warehouse:
     # ---- runs ----------------------------------------------------------------------------
 
     def start_run(self, flow: str, params: dict[str, Any] | None = None) -> int:
-        """Record a run as started; returns its run_id."""
-        self.abandon_stale_runs()
-        run_id = self._row("SELECT nextval('run_id_seq')")[0]
-        self.con.execute(
-            "INSERT INTO runs (run_id, flow, started_at, status, params) "
-            "VALUES ($id, $flow, $at, 'running', $params)",
-            {"id": run_id, "flow": flow, "at": utc_now(), "params": _json(params or {})},
-        )
+        """Record a run as started; returns its run_id (WarehouseError if it cannot write)."""
+        try:
+            self.abandon_stale_runs()
+            run_id = self._row("SELECT nextval('run_id_seq')")[0]
+            self.con.execute(
+                "INSERT INTO runs (run_id, flow, started_at, status, params) "
+                "VALUES ($id, $flow, $at, 'running', $params)",
+                {"id": run_id, "flow": flow, "at": utc_now(), "params": _json(params or {})},
+            )
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from None
         return run_id
 
     def finish_run(
         self, run_id: int, status: str, counts: dict[str, Any], error: str | None = None
     ) -> None:
-        """Record how a run ended."""
-        self.con.execute(
-            "UPDATE runs SET finished_at = $at, status = $status, counts = $counts, error = $error "
-            "WHERE run_id = $id",
-            {
-                "at": utc_now(),
-                "status": status,
-                "counts": _json(counts),
-                "error": error,
-                "id": run_id,
-            },
-        )
+        """Record how a run ended (WarehouseError if the file cannot be written)."""
+        try:
+            self.con.execute(
+                "UPDATE runs SET finished_at = $at, status = $status, counts = $counts, "
+                "error = $error WHERE run_id = $id",
+                {
+                    "at": utc_now(),
+                    "status": status,
+                    "counts": _json(counts),
+                    "error": error,
+                    "id": run_id,
+                },
+            )
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from None
 
     def abandon_stale_runs(self) -> int:
         """Mark runs still 'running' as abandoned: we hold the only write lock, so they died."""
@@ -353,16 +363,21 @@ class Warehouse:
     def save_refused_page(self, raw: RawPage, reason: str, run_id: int | None) -> None:
         """Quarantine a whole input that could not be parsed: one `rejects` row, nothing else."""
         excerpt = raw.body[:EXCERPT_CHARS].decode("utf-8", "replace")
-        self.con.execute(
-            "INSERT INTO rejects VALUES (NULL, $location, 0, $reason, $excerpt, $run_id, $at)",
-            {
-                "location": raw.location,
-                "reason": reason,
-                "excerpt": excerpt,
-                "run_id": run_id,
-                "at": utc_now(),
-            },
-        )
+        try:
+            self.con.execute(
+                "INSERT INTO rejects VALUES (NULL, $location, 0, $reason, $excerpt, $run_id, $at)",
+                {
+                    "location": raw.location,
+                    "reason": reason,
+                    "excerpt": excerpt,
+                    "run_id": run_id,
+                    "at": utc_now(),
+                },
+            )
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"{raw.location}: not quarantined, warehouse {self.path}: {_one_line(exc)}"
+            ) from None
 
     def _resolve_ids(self, papers: list[Paper], title_keys: dict[str, str]) -> list[Paper]:
         """Map title-only ids onto known arXiv ids, and merge title-only papers into new ids.
