@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import pipeline
 from flows.config import Settings, load_settings
-from flows.diff import DiffSettings, compute_diff
+from flows.diff import DiffSettings, compute_diff, since_last_delivery
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.models import Digest, RawPage
 from flows.pipeline import DeliveryOutcome, PageOutcome, RunTotals, deliver_run_digest
@@ -48,7 +48,8 @@ def load_files(
 def diff_run(wh: Warehouse, run_id: int, day: date, settings: Settings) -> Digest:
     """The digest of this run against history."""
     diff_settings = DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain)
-    return compute_diff(wh, run_id=run_id, digest_date=day, settings=diff_settings)
+    since = since_last_delivery(wh, run_id)
+    return compute_diff(wh, run_id=run_id, digest_date=day, since_run=since, settings=diff_settings)
 
 
 @task(cache_policy=NO_CACHE)

@@ -81,6 +81,23 @@ def resolve_since(wh: Warehouse, value: str) -> int:
     return row[0]["run_id"]
 
 
+def since_last_delivery(wh: Warehouse, run_id: int) -> int:
+    """The run after which papers count as new for `run_id`'s digest.
+
+    That is the last run whose digest went out, so nothing is lost when a send failed or a run
+    died before recording its digest; before any digest, the run before the first daily run
+    (a backfill or import that came first is history, not news).
+    """
+    row = wh.fetch_dicts(
+        "SELECT (SELECT max(run_id) FROM digests WHERE run_id < $r) AS delivered, "
+        "(SELECT min(run_id) FROM runs WHERE flow = 'daily') AS first_daily",
+        {"r": run_id},
+    )[0]
+    if row["delivered"] is not None:
+        return row["delivered"]
+    return (row["first_daily"] or run_id) - 1
+
+
 def latest_run(wh: Warehouse) -> int | None:
     """The newest run that loaded at least one page."""
     row = wh.fetch_dicts("SELECT max(run_id) AS run_id FROM pages")

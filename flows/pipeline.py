@@ -316,10 +316,12 @@ def deliver_run_digest(
             resend=resend,
         )
         _count_report(outcome, report)
+        # Recorded after new sends, and also when every send had gone out before a crash
+        # stopped the run that sent them from recording the digest.
+        if report.sent or (report.skipped_already_sent and not wh.digest_recorded(key)):
+            items = digest_items(batch_digest)
+            wh.record_digest(key, digest.digest_date, run_id, items, wh.count_sent(key))
         if report.sent:
-            wh.record_digest(
-                key, digest.digest_date, run_id, digest_items(batch_digest), len(report.sent)
-            )
             outcome.destination = _destination(smtp, settings, key, report.sent[0])
     outcome.note = _delivery_note(digest, outcome, settings)
     return outcome

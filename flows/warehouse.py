@@ -629,7 +629,8 @@ class Warehouse:
         )
         with self.transaction():
             self.con.execute(
-                "INSERT INTO digests VALUES ($k, $d, $run, $at, $n, $r) ON CONFLICT DO NOTHING",
+                "INSERT INTO digests VALUES ($k, $d, $run, $at, $n, $r) "
+                "ON CONFLICT DO UPDATE SET n_recipients = excluded.n_recipients",
                 {
                     "k": digest_key,
                     "d": digest_date,
@@ -646,6 +647,19 @@ class Warehouse:
                 )
             finally:
                 self.con.unregister("mailed_batch")
+
+    def digest_recorded(self, digest_key: str) -> bool:
+        """True when a digest with this key was recorded as delivered."""
+        return (
+            self._row("SELECT count(*) FROM digests WHERE digest_key = $k", {"k": digest_key})[0]
+            > 0
+        )
+
+    def count_sent(self, digest_key: str) -> int:
+        """How many recipients the ledger has as sent for a digest."""
+        return self._row(
+            "SELECT count(*) FROM sends WHERE digest_key = $k AND state = 'sent'", {"k": digest_key}
+        )[0]
 
     # ---- the email ledger (flows.deliver.SendLedger) -------------------------------------
 
