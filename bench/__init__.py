@@ -1,0 +1,1 @@
+"""paperdigest's benchmark suite: `make bench` (full) or `make bench-quick` (CI smoke test)."""

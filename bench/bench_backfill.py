@@ -1,0 +1,198 @@
+"""Backfill: `paperdigest backfill` over three years against a local server, and its baseline.
+
+The synthetic days (weekdays ~40 papers, weekends empty, as on Hugging Face) are served on
+127.0.0.1 with no delay. Each side runs in its own process:
+
+* paperdigest: the real command line (`bench.unthrottled_cli`), 4 workers, Prefect's temporary
+  server (started before the timed command and reported apart), client-side rate limit lifted;
+* baseline: `bench.baseline_backfill`, the least program doing the same fetches and inserts;
+* for `api`, also the same pipeline as plain functions (`bench.plain_backfill`), which splits
+  paperdigest's time into its pipeline and Prefect.
+
+The warehouses must end with the same sightings (paper id, digest date, rank, upvotes).
+Target: paperdigest within 2× of the baseline on `--source api`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from bench import synthetic
+from bench.harness import PYTHON, ChildResult, Context, Row, ratio_verdict, run_child
+from bench.servers import DaysServer, days_server, prefect_env
+
+SECTION = "Backfill"
+FULL_START, FULL_END = date(2023, 1, 1), date(2025, 12, 31)  # three years
+QUICK_DAYS = 20
+TARGET_RATIO = {"api": 2.0}
+SIGHTINGS_SQL = "SELECT paper_id, digest_date, rank, upvotes FROM sightings"
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side's measurement: the timed command, its process and what it loaded."""
+
+    command_s: float
+    process: ChildResult
+    timings: dict
+    db: Path
+
+
+def run(ctx: Context) -> list[Row]:
+    """Both sources, each against its baseline."""
+    start, end = _span(ctx)
+    with days_server(start, end) as server:
+        rows = source_rows(ctx, server, "api", with_plain=True)
+        if ctx.quick:
+            rows.append(_skipped_html_row())
+        else:
+            rows += source_rows(ctx, server, "html", with_plain=False)
+    return rows
+
+
+def source_rows(ctx: Context, server: DaysServer, source: str, *, with_plain: bool) -> list[Row]:
+    """The command against the baseline, and (optionally) the plain pipeline against it too."""
+    folder = ctx.folder(f"backfill-{source}")
+    baseline = run_baseline(server, source, folder)
+    ours = run_paperdigest(server, source, folder, ctx.prefect_home)
+    rows = [command_row(server, source, ours, baseline)]
+    if with_plain:
+        rows.append(plain_row(server, source, run_plain(server, source, folder), baseline))
+    return rows
+
+
+def _skipped_html_row() -> Row:
+    return Row(
+        SECTION,
+        "backfill --source html",
+        "skipped in quick mode (another ~30 s for Prefect's temporary server; "
+        "the parse section covers HTML pages)",
+        verdict="not run",
+    )
+
+
+def _span(ctx: Context) -> tuple[date, date]:
+    if ctx.quick:
+        return FULL_END - timedelta(QUICK_DAYS - 1), FULL_END
+    return FULL_START, FULL_END
+
+
+def command_row(server: DaysServer, source: str, ours: Side, baseline: Side) -> Row:
+    """`paperdigest backfill` against the baseline: speed, memory and identical rows."""
+    days = (server.end - server.start).days + 1
+    papers = synthetic.papers_between(server.start, server.end)
+    verdict, missed = "no target", False
+    if source in TARGET_RATIO:
+        verdict, missed = ratio_verdict(ours.command_s, baseline.command_s, TARGET_RATIO[source])
+    identical = same_sightings(ours.db, baseline.db)
+    return Row(
+        SECTION,
+        f"backfill --source {source}: {days:,} days ({_weekdays(server)} weekdays), "
+        f"{papers:,} papers",
+        f"{_rates(days, papers, ours.command_s)}; peak {ours.process.peak_mb:.0f} MB",
+        baseline=f"{_rates(days, papers, baseline.command_s)}; "
+        f"peak {baseline.process.peak_mb:.0f} MB",
+        verdict=verdict,
+        peak_mb=ours.process.peak_mb,
+        note=f"identical rows: {'yes' if identical else 'NO'}; rate limit lifted "
+        f"(the default 500 API calls / 100 pages per 5 min would pace this by design); "
+        f"Prefect temporary server start {ours.timings['prefect_warmup_s']:.1f} s not included "
+        f"(whole process {ours.process.wall_s:.1f} s)",
+        missed=missed or not identical,
+        figures={
+            "command_s": ours.command_s,
+            "baseline_s": baseline.command_s,
+            "process_s": ours.process.wall_s,
+            "identical": float(identical),
+        },
+    )
+
+
+def plain_row(server: DaysServer, source: str, plain: Side, baseline: Side) -> Row:
+    """The same pipeline without Prefect, against the baseline."""
+    days = (server.end - server.start).days + 1
+    papers = synthetic.papers_between(server.start, server.end)
+    identical = same_sightings(plain.db, baseline.db)
+    return Row(
+        SECTION,
+        f"the same backfill as plain functions (no Prefect), --source {source}",
+        f"{_rates(days, papers, plain.command_s)}; peak {plain.process.peak_mb:.0f} MB",
+        baseline=f"{_rates(days, papers, baseline.command_s)}",
+        verdict=f"{plain.command_s / baseline.command_s:.2f}× (shows the pipeline's share)",
+        peak_mb=plain.process.peak_mb,
+        note=f"identical rows: {'yes' if identical else 'NO'}; same fetch client, parsing, "
+        "per-page transactions and archive; 4 threads instead of Prefect tasks",
+        missed=not identical,
+        figures={"command_s": plain.command_s, "baseline_s": baseline.command_s},
+    )
+
+
+def run_plain(server: DaysServer, source: str, folder: Path) -> Side:
+    """`bench.plain_backfill`, in its own process."""
+    db, timings = _fresh(folder / "plain.duckdb"), folder / "plain.json"
+    argv = [PYTHON, "-m", "bench.plain_backfill", str(timings), str(db)]
+    argv += [server.start.isoformat(), server.end.isoformat(), source]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERDIGEST_")}
+    env["PAPERDIGEST_HF_URL"] = server.url
+    process = run_child(argv, env=env).check(f"plain backfill --source {source}")
+    recorded = json.loads(timings.read_text())
+    return Side(recorded["command_s"], process, recorded, db)
+
+
+def run_baseline(server: DaysServer, source: str, folder: Path) -> Side:
+    """The minimal program, in its own process."""
+    db, timings = _fresh(folder / "baseline.duckdb"), folder / "baseline.json"
+    argv = [PYTHON, "-m", "bench.baseline_backfill", server.url]
+    argv += [server.start.isoformat(), server.end.isoformat(), source, str(db), str(timings)]
+    process = run_child(argv).check(f"baseline backfill --source {source}")
+    recorded = json.loads(timings.read_text())
+    return Side(recorded["command_s"], process, recorded, db)
+
+
+def run_paperdigest(server: DaysServer, source: str, folder: Path, prefect_home: Path) -> Side:
+    """`paperdigest backfill`, in its own process (Prefect's temporary server on prefect_home)."""
+    db, timings = _fresh(folder / "paperdigest.duckdb"), folder / "paperdigest.json"
+    env = prefect_env(prefect_home) | {
+        "PAPERDIGEST_HF_URL": server.url,
+        "PAPERDIGEST_SUBSCRIBERS": str(folder / "no-subscribers.json"),
+    }
+    argv = [PYTHON, "-m", "bench.unthrottled_cli", str(timings), "--", "--db", str(db)]
+    argv += ["backfill", "--start", server.start.isoformat(), "--end", server.end.isoformat()]
+    argv += ["--source", source, "--workers", "4"]
+    process = run_child(argv, env=env).check(f"paperdigest backfill --source {source}")
+    recorded = json.loads(timings.read_text())
+    return Side(recorded["command_s"], process, recorded, db)
+
+
+def same_sightings(db: Path, other: Path) -> bool:
+    """True when both warehouses hold the same (paper, date, rank, upvotes) sightings."""
+    return _sightings(db) == _sightings(other)
+
+
+def _sightings(db: Path) -> Counter:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return Counter(con.execute(SIGHTINGS_SQL).fetchall())
+    finally:
+        con.close()
+
+
+def _rates(days: int, papers: int, seconds: float) -> str:
+    return f"{seconds:.1f} s: {days / seconds:,.0f} days/s, {papers / seconds:,.0f} papers/s"
+
+
+def _weekdays(server: DaysServer) -> str:
+    return f"{synthetic.weekdays_between(server.start, server.end):,}"
+
+
+def _fresh(db: Path) -> Path:
+    for path in (db, db.with_name(db.name + ".wal")):
+        path.unlink(missing_ok=True)
+    return db

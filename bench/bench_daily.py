@@ -1,0 +1,176 @@
+"""Daily run end to end: `paperdigest run --date D` against the local server.
+
+The warehouse starts with the 40 days before D, loaded from the same server as a first visit;
+the run then sees D for the first time and the 7 days before it again, with more upvotes (the
+server is restarted one visit later), diffs, renders and mails the digest to the outbox.
+
+Three processes on copies of that warehouse:
+
+* the same steps as plain functions (`bench.plain_daily`): the pipeline itself;
+* `paperdigest run` with Prefect's temporary server (no PREFECT_API_URL);
+* `paperdigest run` against a running `prefect server start` (its start-up is not counted).
+
+Prefect's overhead is each run's wall time minus the plain run's (both are whole processes).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from bench.harness import PYTHON, ChildResult, Context, Row, run_child
+from bench.servers import DaysServer, days_server, prefect_env, prefect_server
+from flows.fetch import FetchSettings, HFClient
+from flows.pipeline import ingest_pages
+from flows.warehouse import Warehouse
+
+SECTION = "Daily run"
+DAY = date(2025, 11, 14)
+HISTORY_DAYS = 40
+
+
+def run(ctx: Context) -> list[Row]:
+    """The plain run, then paperdigest with each kind of Prefect server."""
+    folder = ctx.folder("daily")
+    seed = prepare_history(folder)
+    repeats = ctx.scaled(3, 1)
+    with days_server(DAY - timedelta(HISTORY_DAYS), DAY, epoch=1) as server:
+        plain = [plain_run(folder, seed, server) for _ in range(repeats)]
+        temporary = [cli_run(folder, seed, server, ctx.prefect_home) for _ in range(repeats)]
+        rows = [_plain_row(plain), _prefect_row("Prefect's temporary server", temporary, plain)]
+        if ctx.quick:
+            rows.append(_skipped_row())
+        else:
+            rows.append(_running_server_row(folder, seed, server, plain, repeats))
+    return rows
+
+
+def prepare_history(folder: Path) -> Path:
+    """A warehouse holding the first visit of the 40 days before DAY."""
+    seed = folder / "seed.duckdb"
+    for path in (seed, seed.with_name(seed.name + ".wal")):
+        path.unlink(missing_ok=True)
+    first = DAY - timedelta(HISTORY_DAYS)
+    with days_server(first, DAY, epoch=0) as server, Warehouse.open(seed) as wh:
+        run_id = wh.start_run("bench-history")
+        settings = FetchSettings(base_url=server.url)
+        with HFClient(settings) as client:
+            for n in range(HISTORY_DAYS):
+                day = first + timedelta(n)
+                ingest_pages(wh, client.fetch_day(day, "api"), run_id, day)
+        wh.finish_run(run_id, "ok", {})
+    _age_history(seed)
+    return seed
+
+
+def _age_history(seed: Path) -> None:
+    """Date the history's sightings a day back, as if loaded by yesterday's run."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    with Warehouse.open(seed) as wh:
+        params = {"at": yesterday}
+        for sql in (
+            "UPDATE sightings SET seen_at = $at",
+            "UPDATE papers SET first_seen_at = $at, last_seen_at = $at",
+            "UPDATE pages SET fetched_at = $at",
+        ):
+            wh.con.execute(sql, params)
+
+
+def plain_run(folder: Path, seed: Path, server: DaysServer) -> tuple[ChildResult, dict]:
+    """The steps as plain functions, in a fresh process."""
+    db, outbox, timings = _copy_of(seed, folder, "plain")
+    argv = [PYTHON, "-m", "bench.plain_daily", str(timings), str(db), str(outbox), DAY.isoformat()]
+    env = _env(folder, server, folder / "prefect-unused", None)
+    process = run_child(argv, env=env).check("plain daily run")
+    return process, json.loads(timings.read_text())
+
+
+def cli_run(
+    folder: Path, seed: Path, server: DaysServer, home: Path, api_url: str | None = None
+) -> ChildResult:
+    """`paperdigest run --date DAY` in a fresh process (temporary server unless api_url)."""
+    db, outbox, _ = _copy_of(seed, folder, "cli")
+    argv = [PYTHON, "-m", "flows", "--db", str(db), "--outbox", str(outbox)]
+    argv += ["run", "--date", DAY.isoformat()]
+    return run_child(argv, env=_env(folder, server, home, api_url)).check("paperdigest run")
+
+
+def _running_server_row(
+    folder: Path, seed: Path, server: DaysServer, plain: list, repeats: int
+) -> Row:
+    home = folder / "prefect-server"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    with prefect_server(home) as (api_url, startup_s):
+        runs = [cli_run(folder, seed, server, home, api_url) for _ in range(repeats)]
+    row = _prefect_row("a running `prefect server start`", runs, plain)
+    row.note += f"; the server's own start-up ({startup_s:.1f} s) is not counted"
+    return row
+
+
+def _plain_row(plain: list[tuple[ChildResult, dict]]) -> Row:
+    wall = statistics.median(p.wall_s for p, _ in plain)
+    timings = plain[len(plain) // 2][1]
+    return Row(
+        SECTION,
+        "the same steps as plain functions (no Prefect)",
+        f"{wall:.1f} s (pipeline {timings['pipeline_s']:.2f} s: fetch+load "
+        f"{timings['fetch_load_s']:.2f}, diff {timings['diff_s']:.2f}, "
+        f"deliver {timings['deliver_s']:.2f})",
+        verdict="the baseline",
+        peak_mb=max(p.peak_mb for p, _ in plain),
+        note=f"{_summary(timings['summary'])}; whole process, interpreter start and imports "
+        "included",
+        figures={"wall_s": wall, "pipeline_s": timings["pipeline_s"]},
+    )
+
+
+def _prefect_row(kind: str, runs: list[ChildResult], plain: list) -> Row:
+    wall = statistics.median(r.wall_s for r in runs)
+    plain_wall = statistics.median(p.wall_s for p, _ in plain)
+    pipeline_s = statistics.median(t["pipeline_s"] for _, t in plain)
+    return Row(
+        SECTION,
+        f"`paperdigest run` with {kind}",
+        f"{wall:.1f} s = pipeline {pipeline_s:.1f} s + Prefect {wall - plain_wall:.1f} s "
+        f"+ interpreter and imports {plain_wall - pipeline_s:.1f} s",
+        baseline=f"plain functions: {plain_wall:.1f} s",
+        verdict=f"Prefect overhead {wall - plain_wall:.1f} s (no target)",
+        peak_mb=max(r.peak_mb for r in runs),
+        note=f"median of {len(runs)}; {_summary(runs[0].stdout.strip().splitlines()[-1])}",
+        figures={"wall_s": wall, "prefect_s": wall - plain_wall},
+    )
+
+
+def _summary(line: str) -> str:
+    """A run's summary line without the outbox path it ends with."""
+    return line.split(" → ")[0] + (" → outbox" if " → " in line else "")
+
+
+def _skipped_row() -> Row:
+    return Row(
+        SECTION,
+        "`paperdigest run` with a running `prefect server start`",
+        "skipped in quick mode (the server alone takes ~20 s to start on 2 cores)",
+        verdict="not run",
+    )
+
+
+def _copy_of(seed: Path, folder: Path, kind: str) -> tuple[Path, Path, Path]:
+    stamp = datetime.now(UTC).strftime("%H%M%S%f")
+    db = folder / f"{kind}-{stamp}.duckdb"
+    shutil.copy(seed, db)
+    outbox = folder / f"{kind}-{stamp}-outbox"
+    return db, outbox, folder / f"{kind}-{stamp}.json"
+
+
+def _env(folder: Path, server: DaysServer, home: Path, api_url: str | None) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return prefect_env(home, api_url) | {
+        "PAPERDIGEST_HF_URL": server.url,
+        "PAPERDIGEST_SUBSCRIBERS": str(folder / "no-subscribers.json"),
+        "PAPERDIGEST_MAIL_TO": "reader@example.org",
+    }

@@ -1,0 +1,82 @@
+"""Run `paperdigest` with the client-side rate limit lifted, timing the command (benchmarks only).
+
+`paperdigest backfill` keeps to 500 API calls / 100 page loads per 5 minutes, so three years
+would take ~8 minutes by design. There is no environment knob for that limit, so this runner
+patches the fetch settings the backfill flow builds, then runs the real command line.
+
+    python -m bench.unthrottled_cli TIMINGS.json -- backfill --start … --end … --source api
+
+Before the command it runs an empty Prefect flow, so Prefect's temporary server is up and the
+command's own time (`command_s`) can be told apart from the server's startup (`prefect_warmup_s`).
+TIMINGS.json also gets the peak RSS of this process.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # runnable as a plain script from any directory
+    sys.path.insert(0, str(ROOT))
+
+LIFTED_LIMIT = 1_000_000  # requests per window: far more than any benchmark sends
+
+
+class UnthrottledFetchSettings:
+    """Stands in for `FetchSettings` in `flows.backfill`: the same settings, no rate limit."""
+
+    @staticmethod
+    def from_env(**overrides: object) -> object:
+        """`FetchSettings.from_env` with both request budgets raised out of reach."""
+        from flows.fetch import FetchSettings
+
+        lifted = {"api_per_5min": LIFTED_LIMIT, "pages_per_5min": LIFTED_LIMIT}
+        return FetchSettings.from_env(**(lifted | overrides))
+
+
+def lift_rate_limit() -> None:
+    """Make the backfill flow build its fetch client without the client-side rate limit."""
+    import flows.backfill
+
+    flows.backfill.FetchSettings = UnthrottledFetchSettings  # type: ignore[misc,assignment]
+
+
+def warm_up_prefect() -> float:
+    """Run an empty flow (which starts Prefect's temporary server when there is none)."""
+    from prefect import flow
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> None:
+        """Do nothing: the flow run itself is the point."""
+
+    began = time.perf_counter()
+    warm_up()
+    return time.perf_counter() - began
+
+
+def main(argv: list[str]) -> int:
+    """Run the command after `--`; write its timings and this process's peak RSS."""
+    timings_path, command = Path(argv[0]), argv[argv.index("--") + 1 :]
+    from flows import cli
+
+    cli.prepare_prefect_env()  # before Prefect is imported: it reads its settings once
+    lift_rate_limit()
+    warmup_s = warm_up_prefect()
+    began = time.perf_counter()
+    exit_code = cli.main(command)
+    timings = {
+        "exit_code": exit_code,
+        "prefect_warmup_s": warmup_s,
+        "command_s": time.perf_counter() - began,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    timings_path.write_text(json.dumps(timings))
+    return exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
