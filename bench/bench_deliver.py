@@ -16,9 +16,10 @@ from __future__ import annotations
 import shutil
 import smtplib
 import statistics
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.bench_diff import diff_last_run
 from bench.harness import Context, Row, peak_rss_mb, timed
 from bench.history import history_for
 from bench.servers import HOST, smtp_sink
@@ -30,7 +31,6 @@ from flows.deliver import (
     deliver_digest,
     message_id_for,
 )
-from flows.diff import DiffSettings, compute_diff
 from flows.models import Digest, Recipient, Topics
 from flows.render import Unsubscribe, render_digest, render_fitted
 from flows.warehouse import Warehouse
@@ -56,13 +56,7 @@ def bench_digest(ctx: Context) -> Digest:
     """The digest of the last run of a 30-day history."""
     history = history_for(ctx, 30)
     with Warehouse.open(history.path) as wh:
-        return compute_diff(
-            wh,
-            run_id=history.last_run_id,
-            digest_date=history.last_day,
-            as_of=history.last_run_at + timedelta(minutes=1),
-            settings=DiffSettings(),
-        )
+        return diff_last_run(wh, history)
 
 
 def bench_recipients(digest: Digest, n: int) -> list[Recipient]:

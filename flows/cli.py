@@ -7,7 +7,6 @@ Prefect is imported only by the commands that run flows, so `status` and friends
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -342,8 +341,3 @@ def _iso(day: date | None) -> str | None:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:500]
-
-
-def print_json(value: Any) -> None:
-    """Print a value as indented JSON (dates and paths as strings)."""
-    print(json.dumps(value, indent=2, default=str))

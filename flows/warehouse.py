@@ -506,13 +506,9 @@ class Warehouse:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def http_validators(self, url: str) -> tuple[str | None, str | None]:
-        """(ETag, Last-Modified) of the newest fetch of `url`, for a conditional request."""
-        row = self._row(query_sql("latest_validators"), {"location": url})
-        return (row[0], row[1]) if row else (None, None)
-
     def validator_lookup(self) -> Callable[[str], tuple[str | None, str | None]]:
-        """`http_validators` safe to call from fetch threads while this thread loads pages.
+        """(ETag, Last-Modified) of a URL's newest fetch, callable from fetch threads while
+        this thread loads pages.
 
         It reads through its own cursor (a DuckDB connection is not thread-safe), one call at
         a time.
