@@ -399,10 +399,10 @@ class HFClient:
         pages: list[RawPage] = []
         for number in range(MAX_API_PAGES):
             url = self.api_url(day, number)
-            page = self._fetch(url, "api", day)
+            page, n_items = self._fetch(url, "api", day)
             _refuse_repeated_page(url, pages, page)
             pages.append(page)
-            if not self._api_has_more(url, page, self.api_url(day, number + 1)):
+            if not self._api_has_more(url, page, n_items, self.api_url(day, number + 1)):
                 return pages
         raise FetchError(self.api_url(day, 0), f"more than {MAX_API_PAGES} full pages")
 
@@ -411,18 +411,20 @@ class HFClient:
         (2024-08), "trending" or "latest" (no key)."""
         url = self.page_url(kind, key)
         digest_date = date.fromisoformat(str(key)) if kind == "day" else None
-        return self._fetch(url, "page", digest_date)
+        page, _ = self._fetch(url, "page", digest_date)
+        return page
 
     # -- paging --
 
-    def _api_has_more(self, url: str, page: RawPage, next_url: str) -> bool:
-        if page.not_modified:
+    def _api_has_more(self, url: str, page: RawPage, n_items: int | None, next_url: str) -> bool:
+        # n_items: what _accept counted when it checked the JSON (None for a 304, no body).
+        if page.not_modified or n_items is None:
             # Unchanged since last time: it was full then if we saw it full in this process, or
             # if the next page was fetched before (we only ask for a next page after a full one).
             with self._memory_lock:
                 seen_full = url in self._full_api_pages
             return seen_full or any(self._validators_for(next_url))
-        if len(json.loads(page.body)) < self.settings.page_limit:
+        if n_items < self.settings.page_limit:
             return False
         with self._memory_lock:
             self._full_api_pages.add(url)
@@ -430,7 +432,8 @@ class HFClient:
 
     # -- one URL, with retries of bad answers --
 
-    def _fetch(self, url: str, kind: str, digest_date: date | None) -> RawPage:
+    def _fetch(self, url: str, kind: str, digest_date: date | None) -> tuple[RawPage, int | None]:
+        """The page at url, and its number of items when it is a 200 API answer."""
         validators = self._validators_for(url)
         for attempt in range(BAD_RESPONSE_RETRIES + 1):
             try:
@@ -529,21 +532,22 @@ class HFClient:
         digest_date: date | None,
         response: requests.Response,
         validators: tuple[str | None, str | None],
-    ) -> RawPage:
+    ) -> tuple[RawPage, int | None]:
         status = response.status_code
         if status == 304 and any(validators):
-            return self._page(url, kind, digest_date, response, b"", validators)
+            return self._page(url, kind, digest_date, response, b"", validators), None
         if status != 200:
             raise FetchError(url, _status_reason(response, self.settings))
         body = response.content
         _check_length(response, body)
+        n_items = None
         if kind == "api":
-            _check_json_array(response, body)
+            n_items = _check_json_array(response, body)
         else:
             _check_papers_html(response, body)
         page = self._page(url, kind, digest_date, response, body, validators)
         self._remember_validators(url, page.etag, page.last_modified)
-        return page
+        return page, n_items
 
     def _page(
         self,
@@ -659,7 +663,8 @@ def _check_length(response: requests.Response, body: bytes) -> None:
         raise _BadResponse(f"truncated body: {len(body)} of {declared} bytes")
 
 
-def _check_json_array(response: requests.Response, body: bytes) -> None:
+def _check_json_array(response: requests.Response, body: bytes) -> int:
+    """Refuse anything but a JSON array; return its length (for paging, saving a decode)."""
     media = _media_type(response)
     if media != "application/json" and not media.endswith("+json"):
         raise _BadResponse(f"expected JSON, got {media or 'no content type'}{_html_hint(body)}")
@@ -670,6 +675,7 @@ def _check_json_array(response: requests.Response, body: bytes) -> None:
     if not isinstance(data, list):
         detail = f": {str(data.get('error'))[:120]}" if isinstance(data, dict) else ""
         raise _BadResponse(f"expected a JSON array, got {type(data).__name__}{detail}")
+    return len(data)
 
 
 def _check_papers_html(response: requests.Response, body: bytes) -> None:

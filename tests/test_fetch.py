@@ -209,6 +209,29 @@ def test_a_day_of_130_papers_comes_in_two_pages(server):
     assert len(ids) == 130
 
 
+def test_each_api_body_is_decoded_once_for_checking_and_paging(server, monkeypatch):
+    papers = synthetic_papers(100)  # exactly one full page: the client must ask for a second
+
+    def paged(request: Request) -> Response:
+        chunk = papers if request.args["p"] == "0" else []
+        return Response(json.dumps(chunk), content_type="application/json")
+
+    server.expect_request(API_PATH).respond_with_handler(paged)
+    decoded: list[object] = []
+    real_loads = json.loads
+
+    def counting_loads(text: object, *args: object, **kwargs: object) -> object:
+        decoded.append(text)
+        return real_loads(text, *args, **kwargs)
+
+    with HFClient(settings_for(server)) as client:
+        monkeypatch.setattr(fetch.json, "loads", counting_loads)
+        pages = client.fetch_api_day(DAY)
+        monkeypatch.undo()
+    assert [len(json.loads(p.body)) for p in pages] == [100, 0]
+    assert decoded == [p.body for p in pages]
+
+
 def test_a_server_that_ignores_paging_is_refused(server):
     server.expect_request(API_PATH).respond_with_json(synthetic_papers(100))
     with HFClient(settings_for(server)) as client, pytest.raises(FetchError, match="paging"):

@@ -281,6 +281,32 @@ def test_bad_items_are_quarantined_and_the_rest_still_loads():
     )
 
 
+def test_a_rejects_excerpt_shows_the_paper_without_its_author_list():
+    authors = [{"name": f"Author {n}"} for n in range(500)]
+    page = page_of(item("2501.00001", title="", authors=authors))
+    assert [(reject.position, reject.reason) for reject in page.rejects] == [(1, "no title")]
+    assert page.rejects[0].excerpt == (
+        '{"id": "2501.00001", "title": "", "summary": "An abstract."}'
+    )
+
+
+def test_authors_and_keywords_clean_alike_on_the_fast_path_and_the_slow_one():
+    entry = item(
+        authors=[
+            {"name": "Ada Lovelace"},
+            {"name": "  Alan   Turing\n"},
+            {"name": "", "fullname": "Grace Hopper"},
+            {"name": "Cafe\u0301 \u200bOwner"},
+            {"name": "Tab\tBed\x00"},
+            " ",
+        ],
+        ai_keywords=["llm", " rl  agents ", "x\x7fy", "e\u0301", ""],
+    )
+    paper = page_of(entry).papers[0]
+    assert paper.authors == ("Ada Lovelace", "Alan Turing", "Grace Hopper", "Café Owner", "Tab Bed")
+    assert paper.ai_keywords == ("llm", "rl agents", "xy", "\u00e9")
+
+
 def test_duplicate_ids_on_one_page_keep_the_first():
     page = page_of(item("2501.00001", upvotes=1), item("2501.00001v2", upvotes=2))
     assert [(paper.paper_id, paper.upvotes, paper.rank) for paper in page.papers] == [

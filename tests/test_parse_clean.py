@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
+import unicodedata
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flows.parse import canonical_arxiv_id, title_key
 from flows.parse.clean import (
     as_count,
     as_date,
     as_http_url,
+    as_keywords,
+    as_names,
     clean_text,
     clean_title,
     decode_bytes,
     parse_count,
+)
+
+# Text that reaches every path of clean_text: clean ASCII (the fast paths), and ASCII
+# whitespace, controls, combining marks, invisible and other non-ASCII characters.
+TRICKY_TEXT = st.text(st.sampled_from(list("ab .\n")), max_size=12) | st.text(
+    st.sampled_from(list("ab .\t\n\r\x0b\x0c\x1c\x1f\x00\x01\x7f\x85\xa0\u0301\u200b\u3000"))
+    | st.characters(),
+    max_size=12,
 )
 
 
@@ -85,6 +99,30 @@ def test_clean_title_strips_invisible_characters_and_normalises():
 def test_abstract_text_keeps_everything_but_whitespace_and_controls():
     raw = "Line one,\n  wrapped\u00a0here.\x00 Keeps \u200b zero-width and <tags> & 100%."
     assert clean_text(raw) == "Line one, wrapped here. Keeps \u200b zero-width and <tags> & 100%."
+
+
+def general_clean_text(value: str) -> str | None:
+    """clean_text without its fast paths: drop controls, NFC, collapse whitespace."""
+    text = re.sub("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]", "", value)
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip() or None
+
+
+@settings(max_examples=500, deadline=None)
+@given(TRICKY_TEXT)
+def test_clean_text_fast_paths_match_the_general_rule(value):
+    assert clean_text(value) == general_clean_text(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TRICKY_TEXT | st.none() | st.integers(), max_size=4), TRICKY_TEXT)
+def test_names_and_keywords_clean_every_value_alike(values, fallback):
+    expected = tuple(name for name in map(clean_title, values) if name)
+    assert as_names(values) == expected
+    authors = [{"name": value, "fullname": fallback} for value in values]
+    assert as_names(authors) == tuple(
+        name for value in values if (name := clean_title(value or fallback))
+    )
+    assert as_keywords(values) == tuple(word for word in map(clean_text, values) if word)
 
 
 @pytest.mark.parametrize("value", [None, "", "   \n\t", 5, ["x"]])

@@ -9,6 +9,7 @@ ignored. The HTML page's props carry the same item shape, so html.py reuses entr
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 
 from flows.models import ParsedPage, Reject
 from flows.parse.clean import RawEntry, as_date, assemble_page, excerpt_of
@@ -31,7 +32,7 @@ def entry_from_item(item: object, position: int, page_date: date | None) -> RawE
         return Reject(position, "API item has no paper object", excerpt_of(item))
     return RawEntry(
         position=position,
-        source=_without_authors(paper),
+        source=partial(_without_authors, paper),
         # paper.title is the arXiv title; the top-level copy is sometimes the raw TeX source.
         title=_first_str(paper.get("title"), item.get("title")),
         abstract=_first_str(paper.get("summary"), item.get("summary")),
@@ -63,7 +64,10 @@ def _submitted_on(item: object) -> object:
 
 
 def _first_str(*values: object) -> str | None:
-    return next((value for value in values if isinstance(value, str) and value.strip()), None)
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
 
 
 def _without_authors(paper: dict[str, object]) -> dict[str, object]:

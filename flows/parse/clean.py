@@ -13,7 +13,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -73,15 +73,24 @@ def decode_bytes(data: bytes) -> str:
 
 def normalise_newlines(text: str) -> str:
     """CRLF and lone CR become LF; a leading BOM character is dropped."""
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix("\ufeff")
+    if "\r" not in text:  # the usual case; a find is much cheaper than two replaces
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def clean_text(value: object) -> str | None:
     """NFC text with controls removed and all whitespace runs (line wraps too) made one space."""
     if not isinstance(value, str):
         return None
-    if value.isascii() and value.isprintable():  # fast path: most names, titles, keywords
-        return " ".join(value.split()) or None
+    if value.isascii():  # fast paths for most values; ASCII is already NFC
+        text = value.replace("\n", " ")  # besides spaces, most values hold only line wraps
+        if _is_clean_ascii(text):
+            return text
+        # Controls are neither printable nor whitespace: a printable result had none.
+        text = " ".join(value.split())
+        if text.isprintable():
+            return text or None
     text = _CONTROL.sub("", value)
     if not text.isascii():  # ASCII is already NFC; skipping it matters for 500-author lists
         text = unicodedata.normalize("NFC", text)
@@ -173,8 +182,9 @@ def as_date(value: object) -> date | None:
     match = _ISO_DATE.match(value)
     if match is None:
         return None
+    year, month, day = match.groups()
     try:
-        return date(*(int(part) for part in match.groups()))
+        return date(int(year), int(month), int(day))
     except ValueError:
         return None
 
@@ -197,8 +207,28 @@ def as_names(value: object) -> tuple[str, ...]:
     """Author names from a list of strings or of {name | fullname | user.fullname} objects."""
     if not isinstance(value, list):
         return ()
-    names = (clean_title(_author_name(author)) for author in value)
-    return tuple(name for name in names if name)
+    names = []
+    for author in value:
+        # Lists run to hundreds of authors: take an already clean name as it is, else clean.
+        name = author.get("name") if isinstance(author, dict) else author
+        if not _is_clean_ascii(name):
+            name = clean_title(_author_name(author))
+        if name:
+            names.append(name)
+    return tuple(names)
+
+
+def _is_clean_ascii(value: object) -> bool:
+    """True for non-empty printable ASCII without outer or double spaces: already clean."""
+    return (
+        isinstance(value, str)
+        and value != ""
+        and value.isascii()
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+        and "  " not in value
+    )
 
 
 def _author_name(author: object) -> object:
@@ -213,8 +243,13 @@ def as_keywords(value: object) -> tuple[str, ...]:
     """Cleaned keyword strings from a list; non-strings and blanks are dropped."""
     if not isinstance(value, list):
         return ()
-    keywords = (clean_text(keyword) for keyword in value)
-    return tuple(keyword for keyword in keywords if keyword)
+    keywords = []
+    for keyword in value:
+        if not _is_clean_ascii(keyword):  # most keywords are; clean_text returns them as is
+            keyword = clean_text(keyword)
+        if keyword:
+            keywords.append(keyword)
+    return tuple(keywords)
 
 
 def as_organization(value: object) -> str | None:
@@ -230,12 +265,15 @@ def excerpt_of(value: object) -> str:
     return _CONTROL.sub("", text)[:EXCERPT_MAX_CHARS]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs twice as much, and one is built per entry.
+@dataclass(slots=True)
 class RawEntry:
     """One entry as a format parser found it: values are untrusted until clean_entry."""
 
     position: int
-    source: object  # the raw entry; excerpted only if the entry is rejected
+    # The raw entry, or a function returning it (to skip building it for accepted entries);
+    # excerpted only if the entry is rejected.
+    source: object
     title: object = None
     abstract: object = None
     arxiv_id: object = None
@@ -253,21 +291,21 @@ class RawEntry:
     organization: object = None
 
 
-def clean_entry(raw: RawEntry) -> Paper | Reject:
-    """Clean one entry into a Paper (rank 0 until the page is assembled), or quarantine it."""
+def clean_entry(raw: RawEntry, rank: int = 0) -> Paper | Reject:
+    """Clean one entry into a Paper with the given rank, or quarantine it as a Reject."""
     title = clean_title(raw.title)
     abstract = clean_text(raw.abstract)
     problem = _entry_problem(title, abstract)
     if problem or title is None or abstract is None:
         reason = problem or "no title"
-        return Reject(position=raw.position, reason=reason, excerpt=excerpt_of(raw.source))
+        return Reject(position=raw.position, reason=reason, excerpt=_excerpt_source(raw.source))
     arxiv_id = canonical_arxiv_id(id_text(raw.arxiv_id) or "")
     authors = as_names(raw.authors)
     return Paper(
         paper_id=arxiv_id or title_key(title),
         title=title,
         abstract=abstract,
-        rank=0,
+        rank=rank,
         arxiv_id=arxiv_id,
         authors=authors,
         n_authors=len(authors) if authors else as_count(raw.n_authors),
@@ -282,6 +320,10 @@ def clean_entry(raw: RawEntry) -> Paper | Reject:
         ai_keywords=as_keywords(raw.ai_keywords),
         organization=as_organization(raw.organization),
     )
+
+
+def _excerpt_source(source: object) -> str:
+    return excerpt_of(source() if callable(source) else source)
 
 
 def _entry_problem(title: str | None, abstract: str | None) -> str | None:
@@ -308,10 +350,11 @@ def assemble_page(
     rejects: list[Reject] = []
     seen: set[str] = set()
     for entry in entries:
-        cleaned = entry if isinstance(entry, Reject) else clean_entry(entry)
+        # The rank a new paper would get; a duplicate is dropped, so its rank never shows.
+        cleaned = entry if isinstance(entry, Reject) else clean_entry(entry, len(papers) + 1)
         if isinstance(cleaned, Reject):
             rejects.append(cleaned)
         elif cleaned.paper_id not in seen:
             seen.add(cleaned.paper_id)
-            papers.append(replace(cleaned, rank=len(papers) + 1))
+            papers.append(cleaned)
     return ParsedPage(fmt=fmt, digest_date=page_date, papers=tuple(papers), rejects=tuple(rejects))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -21,9 +22,8 @@ _MAGIC = (
 )
 _UNICODE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _SAMPLE_CHARS = 8192
-_BINARY_CONTROLS = frozenset(chr(code) for code in [*range(32), *range(0x7F, 0xA0)]) - set(
-    "\t\n\x0b\x0c\r\x85"
-)
+# C0/C1 controls except \t \n \v \f \r and NEL, and U+FFFD (what undecodable bytes become).
+_BINARY_CHAR = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufffd]")
 _JSON_KINDS = {str: "strings", bool: "booleans", int: "numbers", Decimal: "numbers"}
 
 
@@ -85,7 +85,7 @@ def _decode_bytes(data: bytes, name: str) -> str:
 
 def _looks_binary(text: str) -> bool:
     sample = text[:_SAMPLE_CHARS]
-    controls = sum(1 for char in sample if char in _BINARY_CONTROLS or char == "\ufffd")
+    controls = len(_BINARY_CHAR.findall(sample))  # a C loop; a generator took ~0.5 ms a page
     # Real pages carry almost none; 1% leaves room for a stray form feed or bad byte.
     return "\x00" in sample or controls > max(2, len(sample) // 100)
 
