@@ -64,7 +64,8 @@ class Settings:
     deadman_weekdays: int = 2
     lock_wait: float = 0.0
     cron: str = "0 7 * * 1-5"
-    # A fetch task that still fails after the HTTP client's own retries is retried this often.
+    # A day whose fetch still fails after the HTTP client's own retries is fetched again this
+    # often: a task retry in daily runs, another round of fetch tasks in a backfill.
     task_retries: int = 2
     task_retry_delay: float = 30.0
     smtp_block: str | None = None  # a Prefect EmailServerCredentials block to send with

@@ -32,7 +32,7 @@ def fetch_day(client: HFClient, day: date, source: str) -> list[RawPage]:
 
 @task(cache_policy=NO_CACHE)
 def load_pages(wh: Warehouse, pages: list[RawPage], run_id: int, today: date) -> list[PageOutcome]:
-    """Parse and load a batch of pages, one transaction per page."""
+    """Parse the fetched pages and load them in one transaction."""
     return pipeline.ingest_pages(wh, pages, run_id, today)
 
 

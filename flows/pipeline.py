@@ -25,6 +25,7 @@ from flows.deliver import (
     smtp_settings_from_block,
 )
 from flows.diff import DiffSettings, compute_diff, latest_run, resolve_since
+from flows.fetch import FetchError, HFClient
 from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
 from flows.parse import detect_format, parse_page
 from flows.render import RenderSettings, render_digest, render_fitted, write_preview
@@ -164,6 +165,69 @@ def parse_raw(raw: RawPage, today: date | None = None) -> ParsedPage:
     return parse_page(raw.body, name=raw.location, digest_date=raw.digest_date, today=today)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadyPage:
+    """A raw page with what parsing made of it: a ParsedPage, or why it was refused."""
+
+    raw: RawPage
+    parsed: ParsedPage | None = None
+    error: PageFormatError | None = None
+
+
+def prepare_page(
+    raw: RawPage, today: date | None = None, fallback_date: date | None = None
+) -> ReadyPage:
+    """Parse a page for loading (pure: never raises for the page's content).
+
+    `fallback_date` dates a page that says no date of its own (an old API answer, say).
+    """
+    if raw.not_modified:
+        return ReadyPage(raw)
+    try:
+        parsed = parse_raw(raw, today)
+        if parsed.digest_date is None and fallback_date is not None:
+            raw = replace(raw, digest_date=fallback_date)
+            parsed = parse_raw(raw, today)
+    except PageFormatError as exc:
+        return ReadyPage(raw, error=exc)
+    return ReadyPage(raw, parsed)
+
+
+def load_ready_pages(wh: Warehouse, pages: list[ReadyPage], run_id: int) -> list[PageOutcome]:
+    """Quarantine the refused pages and load the others in one transaction; one outcome per
+    page, in order. A bad page never stops the others; a failing warehouse does: the outcomes
+    then end with one fatal outcome, and none of the batch's pages is loaded."""
+    outcomes: list[PageOutcome | None] = [None] * len(pages)
+    parsed: list[int] = []
+    for i, page in enumerate(pages):
+        if page.error is not None:
+            outcomes[i] = quarantine(wh, page.raw, page.error, run_id)
+            if outcomes[i].fatal:
+                return [o for o in outcomes if o is not None]
+        elif page.parsed is None:  # 304 Not Modified: nothing new to load
+            outcomes[i] = PageOutcome(
+                page.raw.location, page.raw.digest_date, PageLoad(0, page.raw.location, True)
+            )
+        else:
+            parsed.append(i)
+    try:
+        loads = wh.save_pages([(pages[i].raw, pages[i].parsed) for i in parsed], run_id)
+    except WarehouseError as exc:  # not the pages' fault: stop the run, say why in one line
+        first = pages[parsed[0]].raw
+        fatal = PageOutcome(first.location, first.digest_date, error=str(exc), fatal=True)
+        return [o for o in outcomes if o is not None] + [fatal]
+    for i, load in zip(parsed, loads, strict=True):
+        outcomes[i] = _loaded(pages[i], load)
+    return [o for o in outcomes if o is not None]
+
+
+def _loaded(page: ReadyPage, load: PageLoad) -> PageOutcome:
+    assert page.parsed is not None
+    if page.parsed.rejects:
+        log.warning("%s: %d entries quarantined", page.raw.location, len(page.parsed.rejects))
+    return PageOutcome(page.raw.location, page.raw.digest_date or page.parsed.digest_date, load)
+
+
 def ingest_page(
     wh: Warehouse,
     raw: RawPage,
@@ -171,39 +235,15 @@ def ingest_page(
     today: date | None = None,
     fallback_date: date | None = None,
 ) -> PageOutcome:
-    """Parse and load one page; a page that does not parse is quarantined, never raised.
-
-    `fallback_date` dates a page that says no date of its own (an old API answer, say).
-    """
-    if raw.not_modified:
-        return PageOutcome(raw.location, raw.digest_date, PageLoad(0, raw.location, True))
-    try:
-        parsed = parse_raw(raw, today)
-        if parsed.digest_date is None and fallback_date is not None:
-            raw = replace(raw, digest_date=fallback_date)
-            parsed = parse_raw(raw, today)
-    except PageFormatError as exc:
-        return quarantine(wh, raw, exc, run_id)
-    try:
-        load = wh.save_page(raw, parsed, run_id)
-    except WarehouseError as exc:  # not this page's fault: stop the run, say why in one line
-        return PageOutcome(raw.location, raw.digest_date, error=str(exc), fatal=True)
-    if parsed.rejects:
-        log.warning("%s: %d entries quarantined", raw.location, len(parsed.rejects))
-    return PageOutcome(raw.location, raw.digest_date or parsed.digest_date, load)
+    """Parse and load one page; a page that does not parse is quarantined, never raised."""
+    return load_ready_pages(wh, [prepare_page(raw, today, fallback_date)], run_id)[0]
 
 
 def ingest_pages(
     wh: Warehouse, pages: Iterable[RawPage], run_id: int, today: date | None = None
 ) -> list[PageOutcome]:
-    """Load several pages, one transaction each: a bad page never stops the others (a
-    failing warehouse does: the last outcome is then the fatal one)."""
-    outcomes = []
-    for raw in pages:
-        outcomes.append(ingest_page(wh, raw, run_id, today))
-        if outcomes[-1].fatal:
-            break
-    return outcomes
+    """Parse several pages and load them in one transaction (see `load_ready_pages`)."""
+    return load_ready_pages(wh, [prepare_page(raw, today) for raw in pages], run_id)
 
 
 def ingest_files(
@@ -235,6 +275,76 @@ def quarantine(wh: Warehouse, raw: RawPage, error: PageFormatError, run_id: int)
     except WarehouseError as exc:
         return PageOutcome(raw.location, raw.digest_date, error=str(exc), fatal=True)
     return PageOutcome(raw.location, raw.digest_date, error=str(error))
+
+
+# ---- backfill: days fetched in batches, each batch loaded in one transaction ---------------
+
+
+@dataclass(slots=True)
+class FetchedDay:
+    """One day as a backfill's fetch step returns it: its pages, parsed, or why it failed."""
+
+    day: date
+    pages: list[ReadyPage] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class DayResult:
+    """How one day of a backfill went."""
+
+    day: date
+    status: str  # loaded | skipped | failed
+    pages: int = 0
+    entries: int = 0
+    new_papers: int = 0
+    error: str = ""
+
+
+def fetch_days(client: HFClient, days: list[date], source: str) -> list[FetchedDay]:
+    """Fetch and parse days one after another; a day that cannot be fetched says why."""
+    fetched = []
+    for day in days:
+        try:
+            raws = client.fetch_day(day, source)
+        except FetchError as exc:
+            fetched.append(FetchedDay(day, error=str(exc)))
+            continue
+        fetched.append(FetchedDay(day, [prepare_page(raw) for raw in raws]))
+    return fetched
+
+
+def load_days(
+    wh: Warehouse, fetched: list[FetchedDay], run_id: int, source: str
+) -> list[DayResult]:
+    """Load fetched days in one transaction and mark complete each day whose every page
+    loaded (a backfill resumes after them); one result per day, in order.
+
+    Raises WarehouseError when the warehouse fails; then nothing of these days is written.
+    """
+    results = {d.day: DayResult(d.day, "failed", error=d.error) for d in fetched if d.error}
+    fetched_ok = [d for d in fetched if not d.error]
+    with wh.transaction():
+        outcomes = load_ready_pages(wh, [p for d in fetched_ok for p in d.pages], run_id)
+        if outcomes and outcomes[-1].fatal:
+            raise WarehouseError(outcomes[-1].error or "")  # rolls the whole batch back
+        per_page = iter(outcomes)
+        complete = []
+        for day in fetched_ok:
+            totals = RunTotals()
+            for _ in day.pages:
+                totals.add(next(per_page))
+            results[day.day] = _day_result(day.day, totals)
+            if not totals.failures:
+                complete.append((day.day, len(day.pages), totals.entries))
+        wh.mark_days_complete(run_id, source, complete)
+    return [results[d.day] for d in fetched]
+
+
+def _day_result(day: date, totals: RunTotals) -> DayResult:
+    if totals.failures:
+        return DayResult(day, "failed", totals.pages, totals.entries, error=totals.failures[0])
+    return DayResult(day, "loaded", totals.pages, totals.entries, totals.new_papers)
 
 
 def reparse_archive(wh: Warehouse, today: date | None = None) -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """The DuckDB warehouse: the only module that opens the database file.
 
-Pages load in one transaction each (all or nothing), idempotently (same bytes for the same
-digest date load once), in bulk (an Arrow table per page, never row-by-row). The schema is
-versioned: `warehouse/schema/NNN_*.sql` are applied in order at open. SQL that carries logic
-lives in `warehouse/queries/*.sql` and runs with bound parameters only.
+A batch of pages loads in one transaction (all or nothing), idempotently (same bytes for the
+same digest date load once), in bulk (a few Arrow inserts per batch, never row-by-row), with
+the rows loading the pages one at a time would leave (`flows.pagebatch` plans the batch).
+The schema is versioned: `warehouse/schema/NNN_*.sql` are applied in order at open. SQL that
+carries logic lives in `warehouse/queries/*.sql` and runs with bound parameters only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,8 +26,22 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flows.models import PageFormatError, PageLoad, Paper, ParsedPage, RawPage, Reject
-from flows.parse.clean import title_key
+from flows.models import PageFormatError, PageLoad, ParsedPage, RawPage, Reject
+from flows.pagebatch import (
+    EXCERPT_CHARS,
+    PaperIndex,
+    PendingPage,
+    archive_arrow,
+    dedupe,
+    fold_papers,
+    page_key,
+    pages_arrow,
+    rejects_arrow,
+    reparsed_arrow,
+    settled_date,
+    sightings_arrow,
+    title_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +49,6 @@ WAREHOUSE_DIR = Path(__file__).resolve().parent.parent / "warehouse"
 SCHEMA_DIR = WAREHOUSE_DIR / "schema"
 QUERY_DIR = WAREHOUSE_DIR / "queries"
 DEFAULT_DB = WAREHOUSE_DIR / "papers.duckdb"
-EXCERPT_CHARS = 300
 _LOCK_PID = re.compile(r"PID (\d+)")
 
 
@@ -94,6 +108,7 @@ class Warehouse:
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self.con = con
         self.path = path
+        self._in_transaction = False
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -115,6 +130,8 @@ class Warehouse:
             con.execute((WAREHOUSE_DIR / "views.sql").read_text(encoding="utf-8"))
         except duckdb.Error as exc:
             failure = f"warehouse {path}: cannot open: {_one_line(exc)}"
+        except WarehouseError as exc:  # a migration that could not commit
+            failure = str(exc)
         if failure:  # raised outside the except block: no traceback keeps the connection alive
             wh.close()
             raise WarehouseError(failure)
@@ -175,9 +192,34 @@ class Warehouse:
 
     # ---- transactions --------------------------------------------------------------------
 
-    def transaction(self) -> _Transaction:
-        """A context manager: BEGIN, then COMMIT on success or ROLLBACK on any exception."""
-        return _Transaction(self.con)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN, then COMMIT on success or ROLLBACK on any exception.
+
+        Nested uses join the outermost transaction: a backfill commits a batch of pages and
+        the days they complete together.
+        """
+        if self._in_transaction:
+            yield
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            with contextlib.suppress(duckdb.Error):  # the error that got us here says more
+                self.con.execute("ROLLBACK")
+            raise
+        self._in_transaction = False
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
+            raise WarehouseError(
+                f"warehouse {self.path}: not committed, nothing written: {_one_line(exc)}"
+            ) from None
 
     # ---- runs ----------------------------------------------------------------------------
 
@@ -225,140 +267,145 @@ class Warehouse:
 
     # ---- loading pages -------------------------------------------------------------------
 
-    def find_loaded_page(self, raw: RawPage) -> PageLoad | None:
-        """The earlier load of these exact bytes for this digest date, if any."""
-        return self._loaded_page(raw, content_sha256(raw.body))
-
-    def _loaded_page(self, raw: RawPage, sha: str) -> PageLoad | None:
-        row = self._row(query_sql("find_loaded_page"), {"sha": sha, "digest_date": raw.digest_date})
-        if row is None:
-            return None
-        return PageLoad(row[0], raw.location, True, n_entries=row[1], n_rejected=row[2])
+    def _loaded_pages(self, shas: list[str]) -> dict[tuple[str, date | None], PageLoad]:
+        """Earlier loads of these bytes, keyed (sha, digest date); the first load of each."""
+        found: dict[tuple[str, date | None], PageLoad] = {}
+        rows = self.con.execute(query_sql("find_loaded_pages"), {"shas": shas}).fetchall()
+        for sha, day, page_id, location, n_entries, n_rejected in rows:
+            found.setdefault((sha, day), PageLoad(page_id, location, True, n_entries, n_rejected))
+        return found
 
     def save_page(self, raw: RawPage, parsed: ParsedPage, run_id: int) -> PageLoad:
         """Archive one page and load its papers, sightings and rejects in one transaction.
 
         Loading the same bytes for the same digest date again changes nothing.
         """
-        raw = _with_digest_date(raw, parsed)
-        sha = content_sha256(raw.body)
-        earlier = self._loaded_page(raw, sha)
-        if earlier is not None:
-            return earlier
+        return self.save_pages([(raw, parsed)], run_id)[0]
+
+    def save_pages(
+        self, pages: Sequence[tuple[RawPage, ParsedPage]], run_id: int
+    ) -> list[PageLoad]:
+        """Archive and load pages in one transaction, with the rows loading them one after
+        another would leave; one PageLoad per page, in order.
+
+        A page whose bytes were loaded before for the same digest date (or earlier in this
+        batch) changes nothing and comes back as skipped. The writes are bulk: a few Arrow
+        INSERTs and UPDATEs per batch, whatever its size.
+        """
+        if not pages:
+            return []
         try:
             with self.transaction():
-                return self._insert_page(raw, parsed, run_id, sha=sha)
+                planned = self._plan_pages(pages, run_id)
+                self._load_pending([p for p in planned if isinstance(p, PendingPage)], True)
         except duckdb.Error as exc:
             raise WarehouseError(
-                f"{raw.location}: not loaded, warehouse {self.path} unchanged: {_one_line(exc)}"
+                f"{_batch_name(pages)}: not loaded, warehouse {self.path} unchanged: "
+                f"{_one_line(exc)}"
             ) from exc
+        return [p if isinstance(p, PageLoad) else p.load() for p in planned]
 
-    def _insert_page(
-        self,
-        raw: RawPage,
-        parsed: ParsedPage,
-        run_id: int,
-        page_id: int | None = None,
-        sha: str | None = None,
-    ) -> PageLoad:
-        """Load a page's rows; a new page (no `page_id`) also gets its row and archive."""
-        seen_at = raw.fetched_at or utc_now()
-        papers = _dedupe(parsed.papers)
-        if page_id is None:
-            sha = sha or content_sha256(raw.body)
-            page_id = self._insert_page_row(run_id, raw, parsed, seen_at, sha, len(papers))
-        title_keys = {p.title: title_key(p.title) for p in papers}
-        papers = self._resolve_ids(papers, title_keys)
-        known = self._known_ids(papers)
-        batch = papers_table(papers, parsed.digest_date, title_keys)
-        self.con.register("batch", batch)
-        try:
-            params = {"run_id": run_id, "seen_at": seen_at}
-            self._upsert_papers(papers, known, params)
-            self.con.execute(query_sql("insert_sightings"), params | {"page_id": page_id})
-        finally:
-            self.con.unregister("batch")
-        self._insert_rejects(page_id, raw.location, parsed, run_id, seen_at)
-        return PageLoad(
-            page_id,
-            raw.location,
-            False,
-            n_entries=len(papers),
-            n_rejected=len(parsed.rejects),
-            n_new_papers=len(papers) - len(known),
-        )
-
-    def _upsert_papers(self, papers: list[Paper], known: set[str], params: dict[str, Any]) -> None:
-        """Refresh the known papers of the registered `batch`, then insert the new ones.
-
-        Not one INSERT … ON CONFLICT DO UPDATE: DuckDB runs that as a MERGE which scans the
-        whole `papers` table and rewrites every conflicting row, changed or not, so a page cost
-        more the longer the history (and ~0.4 s for a month page of known papers).
-        """
-        if known:
-            self.con.execute(query_sql("touch_papers"), {"seen_at": params["seen_at"]})
-            self.con.execute(query_sql("refresh_papers"))
-        new_ids = [p.paper_id for p in papers if p.paper_id not in known]
-        if new_ids:
-            self.con.execute(query_sql("insert_papers"), params | {"ids": new_ids})
-
-    def _insert_page_row(
-        self,
-        run_id: int,
-        raw: RawPage,
-        parsed: ParsedPage,
-        seen_at: datetime,
-        sha: str,
-        n_entries: int,
-    ) -> int:
-        """Insert the page's row (taking the next page id) and its archived bytes."""
-        page_id = self._row(
-            "INSERT INTO pages VALUES (nextval('page_id_seq'), $run_id, $source, $fmt, $location, "
-            "$digest_date, $fetched_at, $sha, $status, $ctype, $etag, $lm, $n_entries, "
-            "$n_rejected) RETURNING page_id",
-            {
-                "run_id": run_id,
-                "source": raw.source,
-                "fmt": parsed.fmt,
-                "location": raw.location,
-                "digest_date": raw.digest_date,
-                "fetched_at": seen_at,
-                "sha": sha,
-                "status": raw.http_status,
-                "ctype": raw.content_type,
-                "etag": raw.etag,
-                "lm": raw.last_modified,
-                "n_entries": n_entries,
-                "n_rejected": len(parsed.rejects),
-            },
-        )[0]
-        self.con.execute(
-            "INSERT INTO page_archive VALUES ($id, 'zlib', $size, $raw)",
-            {"id": page_id, "size": len(raw.body), "raw": zlib.compress(raw.body, 6)},
-        )
-        return page_id
-
-    def _insert_rejects(
-        self, page_id: int, location: str, parsed: ParsedPage, run_id: int, seen_at: datetime
-    ) -> None:
-        if not parsed.rejects:
-            return
-        table = pa.table(
-            {
-                "position": [r.position for r in parsed.rejects],
-                "reason": [r.reason for r in parsed.rejects],
-                "excerpt": [r.excerpt[:EXCERPT_CHARS] for r in parsed.rejects],
-            }
-        )
-        self.con.register("rejected", table)
-        try:
-            self.con.execute(
-                "INSERT INTO rejects SELECT $page_id, $location, position, reason, excerpt, "
-                "$run_id, $seen_at FROM rejected",
-                {"page_id": page_id, "location": location, "run_id": run_id, "seen_at": seen_at},
+    def _plan_pages(
+        self, pages: Sequence[tuple[RawPage, ParsedPage]], run_id: int
+    ) -> list[PageLoad | PendingPage]:
+        """Each page as a skipped PageLoad (bytes already loaded) or a PendingPage with its
+        new page id, in order."""
+        settled = [(settled_date(raw, parsed), parsed) for raw, parsed in pages]
+        shas = [content_sha256(raw.body) for raw, _ in settled]
+        loaded = self._loaded_pages(shas)
+        fresh = {
+            page_key(raw, sha)
+            for (raw, _), sha in zip(settled, shas, strict=True)
+            if page_key(raw, sha) not in loaded
+        }
+        page_ids = iter(self._next_page_ids(len(fresh)))
+        planned: list[PageLoad | PendingPage] = []
+        for (raw, parsed), sha in zip(settled, shas, strict=True):
+            key = page_key(raw, sha)
+            if key in loaded:
+                planned.append(replace(loaded[key], location=raw.location))
+                continue
+            page = PendingPage(
+                raw, parsed, sha, next(page_ids), run_id, raw.fetched_at or utc_now()
             )
+            planned.append(page)
+            loaded[key] = page.load_as_skipped()
+        return planned
+
+    def _next_page_ids(self, n: int) -> list[int]:
+        if not n:
+            return []
+        rows = self.con.execute("SELECT nextval('page_id_seq') FROM range($n)", {"n": n}).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def _load_pending(self, pages: list[PendingPage], new_pages: bool) -> None:
+        """Resolve each page's ids in order and write the pages a segment at a time.
+
+        A segment ends where a page merges a title-only paper into its arXiv id: the merge
+        rewrites stored rows, so everything before it is written first, as a page-at-a-time
+        load would have.
+        """
+        keys = title_keys(p for page in pages for p in page.parsed.papers)
+        ids = sorted({p.paper_id for page in pages for p in page.parsed.papers})
+        index = PaperIndex(self._papers_matching(ids, sorted(set(keys.values()))))
+        segment: list[PendingPage] = []
+        for page in pages:
+            page.papers, merges = index.resolve(dedupe(page.parsed.papers), keys)
+            if merges:
+                self._write_segment(segment, keys, new_pages)
+                segment = []
+                for alias, paper_id in merges:
+                    self._merge_title_paper(alias, paper_id)
+                    index.merged(alias, paper_id)
+            page.new_ids = index.add_page(page.papers, keys)
+            segment.append(page)
+        self._write_segment(segment, keys, new_pages)
+
+    def _papers_matching(self, ids: list[str], keys: list[str]) -> list[tuple[str, str]]:
+        """(paper_id, title_key) of stored papers with one of these ids or title keys."""
+        if not ids and not keys:
+            return []
+        return self.con.execute(query_sql("papers_matching"), {"ids": ids, "keys": keys}).fetchall()
+
+    def _write_segment(
+        self, pages: list[PendingPage], keys: dict[str, str], new_pages: bool
+    ) -> None:
+        """Bulk-write pages already planned: their rows and archive (when new), the papers'
+        inserts and refreshes, sightings and rejects."""
+        if not pages:
+            return
+        if new_pages:
+            self._insert_arrow("pages", pages_arrow(pages))
+            self._insert_arrow("page_archive", archive_arrow(pages))
+        new, seen_again = fold_papers(pages, keys)
+        if seen_again.num_rows:
+            with self._registered("batch", seen_again):
+                self.con.execute(query_sql("touch_papers"))
+                self.con.execute(query_sql("refresh_papers"))
+        if new.num_rows:
+            with self._registered("batch", new):
+                self.con.execute(query_sql("insert_papers"))
+        self._insert_arrow("sightings", sightings_arrow(pages))
+        self._insert_arrow("rejects", rejects_arrow(pages))
+
+    def _insert_arrow(self, table: str, rows: pa.Table) -> None:
+        """Append an Arrow table whose columns are `table`'s, by name."""
+        if not rows.num_rows:
+            return
+        columns = ", ".join(rows.column_names)
+        with self._registered("new_rows", rows):
+            self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new_rows")
+
+    @contextlib.contextmanager
+    def _registered(self, name: str, rows: pa.Table) -> Iterator[None]:
+        """`rows` readable as view `name` for the statements inside."""
+        self.con.register(name, rows)
+        try:
+            yield
         finally:
-            self.con.unregister("rejected")
+            # In an aborted transaction this fails too; the statement's own error says more.
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister(name)
 
     def save_refused_page(self, raw: RawPage, reason: str, run_id: int | None) -> None:
         """Quarantine a whole input that could not be parsed: one `rejects` row, nothing else."""
@@ -379,39 +426,6 @@ class Warehouse:
                 f"{raw.location}: not quarantined, warehouse {self.path}: {_one_line(exc)}"
             ) from None
 
-    def _resolve_ids(self, papers: list[Paper], title_keys: dict[str, str]) -> list[Paper]:
-        """Map title-only ids onto known arXiv ids, and merge title-only papers into new ids.
-
-        `title_keys` maps each paper's title to its `title_key`.
-        """
-        if not papers:
-            return papers
-
-        known = self._papers_by_title_key({title_keys[p.title] for p in papers})
-        resolved = []
-        for paper in papers:
-            key = title_keys[paper.title]
-            if paper.paper_id.startswith("t:"):
-                target = _pick_arxiv_id(known.get(key, ()))
-                if target:
-                    paper = _replace_id(paper, target)
-            else:
-                for alias in known.get(key, ()):
-                    if alias.startswith("t:"):
-                        self._merge_title_paper(alias, paper.paper_id)
-            resolved.append(paper)
-        return _dedupe(resolved)
-
-    def _papers_by_title_key(self, keys: set[str]) -> dict[str, list[str]]:
-        rows = self.con.execute(
-            "SELECT title_key, paper_id FROM papers WHERE title_key IN (SELECT unnest($keys))",
-            {"keys": sorted(keys)},
-        ).fetchall()
-        found: dict[str, list[str]] = {}
-        for key, paper_id in rows:
-            found.setdefault(key, []).append(paper_id)
-        return found
-
     def _merge_title_paper(self, alias: str, paper_id: str) -> None:
         """Move a title-only paper's history to its arXiv id; keep the old id as an alias."""
         params = {"id": paper_id, "alias": alias}
@@ -431,16 +445,6 @@ class Warehouse:
             "ON CONFLICT DO UPDATE SET paper_id = $id",
             params,
         )
-
-    def _known_ids(self, papers: list[Paper]) -> set[str]:
-        """The ids among `papers` the warehouse already has."""
-        if not papers:
-            return set()
-        rows = self.con.execute(
-            "SELECT paper_id FROM papers WHERE paper_id IN (SELECT unnest($ids))",
-            {"ids": [p.paper_id for p in papers]},
-        ).fetchall()
-        return {row[0] for row in rows}
 
     # ---- archive and rebuild -------------------------------------------------------------
 
@@ -475,34 +479,22 @@ class Warehouse:
         `parse` raises PageFormatError for bytes it refuses; such a page keeps its row and
         archive and gains a page-level reject, so nothing is lost. Returns (pages, entries).
         """
-        archived = list(self.iter_archive())
-        entries = 0
+        pages = [
+            PendingPage(
+                a.raw, _parse_or_refuse(parse, a.raw), "", a.page_id, a.run_id, a.raw.fetched_at
+            )
+            for a in self.iter_archive()
+        ]
         with self.transaction():
             for table in ("sightings", "rejects", "paper_aliases", "papers"):
                 self.con.execute(f"DELETE FROM {table}")
-            for page in archived:
-                try:
-                    parsed = parse(page.raw)
-                except PageFormatError as exc:
-                    reject = Reject(
-                        0, exc.reason, page.raw.body[:EXCERPT_CHARS].decode("utf-8", "replace")
-                    )
-                    parsed = ParsedPage(
-                        fmt="unknown", digest_date=page.raw.digest_date, rejects=(reject,)
-                    )
-                load = self._insert_page(page.raw, parsed, page.run_id, page_id=page.page_id)
+            self._load_pending(pages, False)
+            with self._registered("reparsed", reparsed_arrow(pages)):
                 self.con.execute(
-                    "UPDATE pages SET fmt = $fmt, n_entries = $n, n_rejected = $r "
-                    "WHERE page_id = $id",
-                    {
-                        "fmt": parsed.fmt,
-                        "n": load.n_entries,
-                        "r": load.n_rejected,
-                        "id": page.page_id,
-                    },
+                    "UPDATE pages SET fmt = r.fmt, n_entries = r.n_entries, "
+                    "n_rejected = r.n_rejected FROM reparsed r WHERE pages.page_id = r.page_id"
                 )
-                entries += load.n_entries
-        return len(archived), entries
+        return len(pages), sum(len(p.papers) for p in pages)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -537,21 +529,27 @@ class Warehouse:
         days = (end - start).days + 1
         return [start + timedelta(d) for d in range(days) if start + timedelta(d) not in have]
 
-    def mark_day_complete(
-        self, day: date, source: str, run_id: int, n_pages: int, n_entries: int
+    def mark_days_complete(
+        self, run_id: int, source: str, days: Sequence[tuple[date, int, int]]
     ) -> None:
-        """Record that every page of a fetched day is loaded (backfill resumes from this)."""
-        self.con.execute(
-            "INSERT INTO day_loads VALUES ($d, $source, $run, $at, $pages, $entries)",
+        """Record days whose every page is loaded, as (day, pages, entries): a backfill
+        resumes after them."""
+        if not days:
+            return
+        rows = pa.table(
             {
-                "d": day,
-                "source": source,
-                "run": run_id,
-                "at": utc_now(),
-                "pages": n_pages,
-                "entries": n_entries,
-            },
+                "digest_date": pa.array([d[0] for d in days], pa.date32()),
+                "source": pa.array([source] * len(days), pa.string()),
+                "run_id": pa.array([run_id] * len(days), pa.int64()),
+                "completed_at": pa.array([utc_now()] * len(days), pa.timestamp("us", tz="UTC")),
+                "n_pages": pa.array([d[1] for d in days], pa.int32()),
+                "n_entries": pa.array([d[2] for d in days], pa.int32()),
+            }
         )
+        try:
+            self._insert_arrow("day_loads", rows)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from None
 
     def complete_days(self, start: date, end: date, source: str) -> set[date]:
         """Days in [start, end] whose every page from `source` is loaded."""
@@ -695,70 +693,12 @@ class Warehouse:
         )
 
 
-class _Transaction:
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-
-    def __enter__(self) -> None:
-        self.con.execute("BEGIN TRANSACTION")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.con.execute("COMMIT")
-        else:
-            self.con.execute("ROLLBACK")
-
-
 # ---- helpers of this module ------------------------------------------------------------------
 
 
 def content_sha256(body: bytes) -> str:
     """Hex SHA-256 of a page's bytes: its identity for idempotent loads."""
     return hashlib.sha256(body).hexdigest()
-
-
-def papers_table(
-    papers: list[Paper], page_date: date | None, title_keys: dict[str, str] | None = None
-) -> pa.Table:
-    """An Arrow table of cleaned papers, the shape `insert_papers.sql` & co. read as `batch`.
-
-    `title_keys` (title → `title_key`) saves computing the keys again when they are known.
-    """
-    keys = title_keys or {}
-
-    def col(name: str) -> list[Any]:
-        return [getattr(p, name) for p in papers]
-
-    return pa.table(
-        {
-            "paper_id": pa.array(col("paper_id"), pa.string()),
-            "title_key": pa.array(
-                [keys.get(p.title) or title_key(p.title) for p in papers], pa.string()
-            ),
-            "arxiv_id": pa.array(col("arxiv_id"), pa.string()),
-            "title": pa.array(col("title"), pa.string()),
-            "abstract": pa.array(col("abstract"), pa.string()),
-            "authors": pa.array([list(p.authors) for p in papers], pa.list_(pa.string())),
-            "n_authors": pa.array(
-                [
-                    p.n_authors if p.n_authors is not None else (len(p.authors) or None)
-                    for p in papers
-                ],
-                pa.int32(),
-            ),
-            "published_on": pa.array(col("published_on"), pa.date32()),
-            "github_url": pa.array(col("github_url"), pa.string()),
-            "project_url": pa.array(col("project_url"), pa.string()),
-            "ai_summary": pa.array(col("ai_summary"), pa.string()),
-            "ai_keywords": pa.array([list(p.ai_keywords) for p in papers], pa.list_(pa.string())),
-            "organization": pa.array(col("organization"), pa.string()),
-            "digest_date": pa.array([p.digest_date or page_date for p in papers], pa.date32()),
-            "rank": pa.array(col("rank"), pa.int32()),
-            "upvotes": pa.array(col("upvotes"), pa.int32()),
-            "comments": pa.array(col("comments"), pa.int32()),
-            "github_stars": pa.array(col("github_stars"), pa.int32()),
-        }
-    )
 
 
 def _connect_waiting(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
@@ -788,36 +728,24 @@ def _busy_message(path: Path, exc: Exception, waited: float) -> str:
     )
 
 
+def _parse_or_refuse(parse: Callable[[RawPage], ParsedPage], raw: RawPage) -> ParsedPage:
+    """The page parsed again, or (refused now) a page-level reject in place of its entries."""
+    try:
+        return parse(raw)
+    except PageFormatError as exc:
+        excerpt = raw.body[:EXCERPT_CHARS].decode("utf-8", "replace")
+        return ParsedPage("unknown", raw.digest_date, rejects=(Reject(0, exc.reason, excerpt),))
+
+
+def _batch_name(pages: Sequence[tuple[RawPage, ParsedPage]]) -> str:
+    """How an error names a batch: its page, or its first page and how many more."""
+    first = pages[0][0].location
+    return first if len(pages) == 1 else f"{first} and {len(pages) - 1} more pages"
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, default=str, sort_keys=True)
-
-
-def _dedupe(papers: tuple[Paper, ...] | list[Paper]) -> list[Paper]:
-    """Keep the first entry per paper_id: DuckDB's upsert drops duplicate keys in one batch."""
-    seen: set[str] = set()
-    kept = []
-    for paper in papers:
-        if paper.paper_id not in seen:
-            seen.add(paper.paper_id)
-            kept.append(paper)
-    return kept
-
-
-def _pick_arxiv_id(candidates: list[str] | tuple[str, ...]) -> str | None:
-    arxiv = sorted(c for c in candidates if not c.startswith("t:"))
-    return arxiv[0] if arxiv else None
-
-
-def _replace_id(paper: Paper, paper_id: str) -> Paper:
-    return replace(paper, paper_id=paper_id, arxiv_id=paper_id)
-
-
-def _with_digest_date(raw: RawPage, parsed: ParsedPage) -> RawPage:
-    """A page's digest date is what it says itself (a text page's header), else what was asked."""
-    if parsed.digest_date is None or parsed.digest_date == raw.digest_date:
-        return raw
-    return replace(raw, digest_date=parsed.digest_date)

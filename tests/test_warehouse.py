@@ -165,7 +165,7 @@ def test_a_failure_mid_page_leaves_nothing_half_written(db_path: Path, monkeypat
         def broken(name: str) -> str:
             return (
                 "INSERT INTO no_such_table VALUES (1)"
-                if name == "insert_sightings"
+                if name == "insert_papers"  # after the page row and archive are written
                 else real_sql(name)
             )
 

@@ -9,8 +9,8 @@ The test process imports this module too and calls the same functions for undist
 Each function is the plain-function core of the corresponding flow (flows.daily.import_pages,
 flows.backfill.backfill, flows.daily.daily_digest's delivery), without Prefect:
 - import: read each saved page, load it (one transaction per page), record the run;
-- backfill: skip complete days, fetch the rest on 4 threads, load each day in this thread and
-  mark it complete once all its pages are in;
+- backfill: skip complete days, fetch the rest in batches of two days on 4 threads, load each
+  batch in this thread (one transaction) and mark complete the days whose pages are all in;
 - delivery: diff the load run, then `deliver_run_digest` with the warehouse as the send ledger.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 
 from flows.config import load_settings
 from flows.diff import compute_diff
-from flows.fetch import FetchError, FetchSettings, HFClient
-from flows.pipeline import RunTotals, deliver_run_digest, ingest_files, ingest_pages
+from flows.fetch import FetchSettings, HFClient
+from flows.pipeline import RunTotals, deliver_run_digest, fetch_days, ingest_files, load_days
 from flows.warehouse import Warehouse
 
 CRASH_ENV = "PAPERDIGEST_TEST_CRASH_AT"
@@ -61,22 +61,14 @@ def run_backfill(db: Path, base_url: str, days: list[date], page_limit: int) -> 
         done = wh.complete_days(days[0], days[-1], "api")
         todo = [d for d in days if d not in done]
         with HFClient(settings) as client, ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {pool.submit(client.fetch_day, d, "api"): d for d in todo}
+            batches = [todo[n : n + 2] for n in range(0, len(todo), 2)]  # as the flow batches
+            futures = [pool.submit(fetch_days, client, batch, "api") for batch in batches]
             for future in as_completed(futures):
-                day = futures[future]
-                try:
-                    pages = future.result()
-                except FetchError as exc:
-                    failed.append(f"{day}: {exc}")
-                    continue
-                totals = RunTotals()
-                for outcome in ingest_pages(wh, pages, run_id, day):
-                    totals.add(outcome)
-                if totals.failures:
-                    failed.append(f"{day}: {totals.failures[0]}")
-                    continue
-                wh.mark_day_complete(day, "api", run_id, len(pages), totals.entries)
-                loaded.append(str(day))
+                for result in load_days(wh, future.result(), run_id, "api"):
+                    if result.status == "loaded":
+                        loaded.append(str(result.day))
+                    else:
+                        failed.append(f"{result.day}: {result.error}")
         wh.finish_run(run_id, "partial" if failed else "ok", {"loaded": len(loaded)})
     return {"loaded": sorted(loaded), "failed": failed}
 

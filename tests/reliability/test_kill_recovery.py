@@ -92,11 +92,12 @@ class Trial:
 
 TRIALS = [
     *(Trial("import", n) for n in range(8)),
-    Trial("import", 0, "Warehouse._insert_rejects:3"),  # inside a page's transaction
+    Trial("import", 0, "Warehouse._insert_arrow:5"),  # inside a page's transaction
     Trial("import", 0, "Warehouse.save_refused_page:1"),
     Trial("import", 0, "Warehouse.close:1"),  # all committed, never checkpointed
     *(Trial("backfill", n) for n in range(6)),
-    Trial("backfill", 0, "Warehouse.mark_day_complete:3"),  # day loaded, not marked complete
+    # a batch's pages written, its days not yet marked complete: both roll back together
+    Trial("backfill", 0, "Warehouse.mark_days_complete:2"),
     *(Trial("delivery", n) for n in range(8)),
     Trial("delivery", 0, "Warehouse.mark_sent:3"),  # accepted by the server, ledger pending
     Trial("delivery", 0, "Warehouse.record_digest:1"),  # everyone sent, digest not recorded

@@ -1,0 +1,330 @@
+"""A batch of parsed pages as the Arrow tables one bulk load writes (pure: no database).
+
+The warehouse loads many pages in one transaction with a handful of statements, and the result
+must equal loading them one at a time, in order. This module does the order-dependent part in
+Python: which of a page's papers are new, how title-only ids resolve onto arXiv ids, and what
+each paper's row becomes once every page of the batch has refreshed it (`fold_papers`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from flows.models import PageLoad, Paper, ParsedPage, RawPage
+from flows.parse.clean import title_key
+
+EXCERPT_CHARS = 300
+# Level 1 compresses a JSON page to ~1/5 in a fifth of level 6's time; the archive is read only
+# by `reparse`, and zlib.decompress reads every level.
+ARCHIVE_LEVEL = 1
+
+# Fields a later page refreshes, and how (see warehouse/queries/refresh_papers.sql).
+_LATEST = ("title", "abstract")  # the latest page's value
+_LATEST_KNOWN = (  # the latest value a page carried (a missing value never wipes one)
+    "arxiv_id",
+    "n_authors",
+    "published_on",
+    "github_url",
+    "project_url",
+    "ai_summary",
+    "organization",
+)
+_LATEST_NONEMPTY = ("authors", "ai_keywords")  # the latest non-empty list
+
+
+@dataclass(slots=True)
+class PendingPage:
+    """A page to insert: its row's values and its papers with ids resolved."""
+
+    raw: RawPage  # digest_date already settled (the page's own, else the one asked for)
+    parsed: ParsedPage
+    sha: str
+    page_id: int
+    run_id: int
+    seen_at: datetime
+    papers: list[Paper] = field(default_factory=list)  # de-duplicated, ids resolved
+    new_ids: set[str] = field(default_factory=set)  # papers this page brought to the warehouse
+
+    @property
+    def n_listed(self) -> int:
+        """Distinct ids the page lists before resolution: its `pages.n_entries`."""
+        return len({p.paper_id for p in self.parsed.papers})
+
+    def load(self) -> PageLoad:
+        """What loading the page did."""
+        return PageLoad(
+            self.page_id,
+            self.raw.location,
+            False,
+            n_entries=len(self.papers),
+            n_rejected=len(self.parsed.rejects),
+            n_new_papers=len(self.new_ids),
+        )
+
+    def load_as_skipped(self) -> PageLoad:
+        """What loading the same bytes again later in the batch reports."""
+        return PageLoad(
+            self.page_id, self.raw.location, True, self.n_listed, len(self.parsed.rejects)
+        )
+
+
+class PaperIndex:
+    """The paper ids a load can see, and title key → ids; updated as each page is planned.
+
+    It starts from the warehouse's rows for the batch's ids and title keys, so planning page
+    N sees pages 1..N-1 of the batch exactly as a page-at-a-time load would see them stored.
+    """
+
+    def __init__(self, rows: Iterable[tuple[str, str]]) -> None:
+        self.ids: set[str] = set()
+        self.by_key: dict[str, list[str]] = {}
+        for paper_id, key in rows:
+            self._add(paper_id, key)
+
+    def resolve(self, papers: list[Paper], keys: dict[str, str]) -> tuple[list[Paper], list[str]]:
+        """Map title-only ids onto known arXiv ids; also return the title-only ids (aliases)
+        that the page's arXiv papers now name, in the order they must be merged.
+
+        `keys` maps each title to its title key.
+        """
+        resolved, merges = [], []
+        for paper in papers:
+            known = self.by_key.get(keys[paper.title], ())
+            if paper.paper_id.startswith("t:"):
+                arxiv = sorted(i for i in known if not i.startswith("t:"))
+                if arxiv:
+                    paper = replace(paper, paper_id=arxiv[0], arxiv_id=arxiv[0])
+            else:
+                merges += [(alias, paper.paper_id) for alias in known if alias.startswith("t:")]
+            resolved.append(paper)
+        return dedupe(resolved), merges
+
+    def merged(self, alias: str, paper_id: str) -> None:
+        """Record that the warehouse moved a title-only paper to its arXiv id."""
+        if alias not in self.ids:
+            return  # an earlier merge of the same page already moved it
+        self.ids.discard(alias)
+        self.by_key[alias].remove(alias)  # a title-only id is its own title key
+        if paper_id not in self.ids:
+            self._add(paper_id, alias)
+
+    def add_page(self, papers: list[Paper], keys: dict[str, str]) -> set[str]:
+        """Count a page's papers as stored; returns the ids that were new."""
+        new = {p.paper_id for p in papers if p.paper_id not in self.ids}
+        for paper in papers:
+            if paper.paper_id in new:
+                self._add(paper.paper_id, keys[paper.title])
+        return new
+
+    def _add(self, paper_id: str, key: str) -> None:
+        self.ids.add(paper_id)
+        self.by_key.setdefault(key, []).append(paper_id)
+
+
+def dedupe(papers: Iterable[Paper]) -> list[Paper]:
+    """Keep the first entry per paper_id (a page lists a paper once)."""
+    seen: set[str] = set()
+    kept = []
+    for paper in papers:
+        if paper.paper_id not in seen:
+            seen.add(paper.paper_id)
+            kept.append(paper)
+    return kept
+
+
+def title_keys(papers: Iterable[Paper]) -> dict[str, str]:
+    """Title → title key, each title computed once."""
+    keys: dict[str, str] = {}
+    for paper in papers:
+        if paper.title not in keys:
+            keys[paper.title] = title_key(paper.title)
+    return keys
+
+
+# ---- what the batch writes -------------------------------------------------------------------
+
+
+def fold_papers(pages: list[PendingPage], keys: dict[str, str]) -> tuple[pa.Table, pa.Table]:
+    """(rows of papers new to the warehouse, refreshed fields of known ones) after the pages,
+    in order, each inserted its new papers and refreshed the ones seen before."""
+    rows: dict[str, dict[str, Any]] = {}
+    for page in pages:
+        for paper in page.papers:
+            row = rows.get(paper.paper_id)
+            if row is None:
+                rows[paper.paper_id] = _first_row(paper, page, keys)
+            else:
+                _refresh(row, paper, page)
+    brought = set().union(*(page.new_ids for page in pages))
+    new = [row for paper_id, row in rows.items() if paper_id in brought]
+    seen_again = [row for paper_id, row in rows.items() if paper_id not in brought]
+    return _papers_arrow(new), _papers_arrow(seen_again)
+
+
+def _first_row(paper: Paper, page: PendingPage, keys: dict[str, str]) -> dict[str, Any]:
+    row = {name: getattr(paper, name) for name in (*_LATEST, *_LATEST_KNOWN, *_LATEST_NONEMPTY)}
+    if row["n_authors"] is None:
+        row["n_authors"] = len(paper.authors) or None
+    return row | {
+        "paper_id": paper.paper_id,
+        "title_key": keys[paper.title],
+        "first_seen_at": page.seen_at,
+        "first_seen_run": page.run_id,
+        "first_digest_date": paper.digest_date or page.parsed.digest_date,
+        "last_seen_at": page.seen_at,
+    }
+
+
+def _refresh(row: dict[str, Any], paper: Paper, page: PendingPage) -> None:
+    """Apply a later sighting, as refresh_papers.sql and touch_papers.sql would."""
+    for name in _LATEST:
+        row[name] = getattr(paper, name)
+    n_authors = paper.n_authors if paper.n_authors is not None else (len(paper.authors) or None)
+    for name in _LATEST_KNOWN:
+        value = n_authors if name == "n_authors" else getattr(paper, name)
+        if value is not None:
+            row[name] = value
+    for name in _LATEST_NONEMPTY:
+        if getattr(paper, name):
+            row[name] = getattr(paper, name)
+    day = paper.digest_date or page.parsed.digest_date
+    if day is not None and (row["first_digest_date"] is None or day < row["first_digest_date"]):
+        row["first_digest_date"] = day
+    row["last_seen_at"] = max(row["last_seen_at"], page.seen_at)
+
+
+_PAPER_TYPES = {
+    "paper_id": pa.string(),
+    "title_key": pa.string(),
+    "arxiv_id": pa.string(),
+    "title": pa.string(),
+    "abstract": pa.string(),
+    "authors": pa.list_(pa.string()),
+    "n_authors": pa.int32(),
+    "published_on": pa.date32(),
+    "github_url": pa.string(),
+    "project_url": pa.string(),
+    "ai_summary": pa.string(),
+    "ai_keywords": pa.list_(pa.string()),
+    "organization": pa.string(),
+    "first_seen_at": pa.timestamp("us", tz="UTC"),
+    "first_seen_run": pa.int64(),
+    "first_digest_date": pa.date32(),
+    "last_seen_at": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _papers_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    columns = {
+        name: pa.array([row[name] for row in rows], kind) for name, kind in _PAPER_TYPES.items()
+    }
+    return pa.table(columns)
+
+
+def sightings_arrow(pages: list[PendingPage]) -> pa.Table:
+    """One row per paper per page: the figures each page showed."""
+    papers = [(page, paper) for page in pages for paper in page.papers]
+
+    def col(name: str) -> list[Any]:
+        return [getattr(paper, name) for _, paper in papers]
+
+    return pa.table(
+        {
+            "run_id": pa.array([page.run_id for page, _ in papers], pa.int64()),
+            "page_id": pa.array([page.page_id for page, _ in papers], pa.int64()),
+            "paper_id": pa.array(col("paper_id"), pa.string()),
+            "digest_date": pa.array(
+                [p.digest_date or page.parsed.digest_date for page, p in papers], pa.date32()
+            ),
+            "rank": pa.array(col("rank"), pa.int32()),
+            "upvotes": pa.array(col("upvotes"), pa.int32()),
+            "comments": pa.array(col("comments"), pa.int32()),
+            "github_stars": pa.array(col("github_stars"), pa.int32()),
+            "github_url": pa.array(col("github_url"), pa.string()),
+            "seen_at": pa.array([page.seen_at for page, _ in papers], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def pages_arrow(pages: list[PendingPage]) -> pa.Table:
+    """The `pages` rows of new pages."""
+
+    def raw(name: str) -> list[Any]:
+        return [getattr(page.raw, name) for page in pages]
+
+    return pa.table(
+        {
+            "page_id": pa.array([p.page_id for p in pages], pa.int64()),
+            "run_id": pa.array([p.run_id for p in pages], pa.int64()),
+            "source": pa.array(raw("source"), pa.string()),
+            "fmt": pa.array([p.parsed.fmt for p in pages], pa.string()),
+            "location": pa.array(raw("location"), pa.string()),
+            "digest_date": pa.array(raw("digest_date"), pa.date32()),
+            "fetched_at": pa.array([p.seen_at for p in pages], pa.timestamp("us", tz="UTC")),
+            "content_sha256": pa.array([p.sha for p in pages], pa.string()),
+            "http_status": pa.array(raw("http_status"), pa.int32()),
+            "content_type": pa.array(raw("content_type"), pa.string()),
+            "etag": pa.array(raw("etag"), pa.string()),
+            "last_modified": pa.array(raw("last_modified"), pa.string()),
+            "n_entries": pa.array([p.n_listed for p in pages], pa.int32()),
+            "n_rejected": pa.array([len(p.parsed.rejects) for p in pages], pa.int32()),
+        }
+    )
+
+
+def archive_arrow(pages: list[PendingPage]) -> pa.Table:
+    """The `page_archive` rows of new pages: their exact bytes, zlib-compressed."""
+    return pa.table(
+        {
+            "page_id": pa.array([p.page_id for p in pages], pa.int64()),
+            "encoding": pa.array(["zlib"] * len(pages), pa.string()),
+            "raw_size": pa.array([len(p.raw.body) for p in pages], pa.int64()),
+            "raw": pa.array([zlib.compress(p.raw.body, ARCHIVE_LEVEL) for p in pages], pa.binary()),
+        }
+    )
+
+
+def rejects_arrow(pages: list[PendingPage]) -> pa.Table:
+    """The quarantined entries of the pages, with where they were found."""
+    found = [(page, reject) for page in pages for reject in page.parsed.rejects]
+    return pa.table(
+        {
+            "page_id": pa.array([page.page_id for page, _ in found], pa.int64()),
+            "location": pa.array([page.raw.location for page, _ in found], pa.string()),
+            "position": pa.array([r.position for _, r in found], pa.int32()),
+            "reason": pa.array([r.reason for _, r in found], pa.string()),
+            "excerpt": pa.array([r.excerpt[:EXCERPT_CHARS] for _, r in found], pa.string()),
+            "run_id": pa.array([page.run_id for page, _ in found], pa.int64()),
+            "seen_at": pa.array([page.seen_at for page, _ in found], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def reparsed_arrow(pages: list[PendingPage]) -> pa.Table:
+    """What `reparse` updates in each page's row."""
+    return pa.table(
+        {
+            "page_id": pa.array([p.page_id for p in pages], pa.int64()),
+            "fmt": pa.array([p.parsed.fmt for p in pages], pa.string()),
+            "n_entries": pa.array([len(p.papers) for p in pages], pa.int32()),
+            "n_rejected": pa.array([len(p.parsed.rejects) for p in pages], pa.int32()),
+        }
+    )
+
+
+def settled_date(raw: RawPage, parsed: ParsedPage) -> RawPage:
+    """A page's digest date is what it says itself (a text page's header), else what was asked."""
+    if parsed.digest_date is None or parsed.digest_date == raw.digest_date:
+        return raw
+    return replace(raw, digest_date=parsed.digest_date)
+
+
+def page_key(raw: RawPage, sha: str) -> tuple[str, date | None]:
+    """A page's identity for idempotent loads: its bytes and its digest date."""
+    return sha, raw.digest_date
