@@ -1,8 +1,9 @@
 """The backfill as plain functions, without Prefect: the pipeline's own time.
 
-It does what `flows.backfill.backfill` does for days not yet complete (fetch on 4 threads
-sharing one client, parse and load each page in one transaction in this thread, mark the day
-complete, record the run), with a thread pool instead of Prefect tasks. The client-side rate
+It does what `flows.backfill.backfill` does for days not yet complete (fetch and parse the
+same batches of days on 4 threads sharing one client, load each batch in one transaction in
+this thread and mark its days complete, record the run), with a thread pool instead of
+Prefect tasks. The client-side rate
 limit is lifted as for the benchmarked command.
 
     python -m bench.plain_backfill TIMINGS.json DB START END api|html
@@ -14,7 +15,7 @@ import json
 import resource
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,8 +25,8 @@ if str(ROOT) not in sys.path:  # runnable as a plain script from any directory
 
 from bench.unthrottled_cli import LIFTED_LIMIT  # noqa: E402
 from flows import pipeline  # noqa: E402
-from flows.fetch import FetchError, FetchSettings, HFClient  # noqa: E402
-from flows.pipeline import RunTotals  # noqa: E402
+from flows.backfill import BATCHES_IN_FLIGHT_PER_WORKER, batches_of  # noqa: E402
+from flows.fetch import FetchSettings, HFClient  # noqa: E402
 from flows.warehouse import Warehouse  # noqa: E402
 
 WORKERS = 4  # `paperdigest backfill`'s default --workers
@@ -39,32 +40,19 @@ def run_backfill(db: Path, start: date, end: date, source: str) -> dict[str, int
     with Warehouse.open(db) as wh:
         run_id = wh.start_run("backfill", {"start": str(start), "end": str(end), "source": source})
         done = wh.complete_days(start, end, source)
+        todo = [d for d in days if d not in done]
         with HFClient(settings) as client, ThreadPoolExecutor(WORKERS) as pool:
-            futures = {pool.submit(client.fetch_day, d, source): d for d in days if d not in done}
-            for future in as_completed(futures):
-                load_day(wh, run_id, futures[future], future, source, counts)
+            waiting, in_flight = batches_of(todo, WORKERS), set()
+            while waiting or in_flight:  # the flow's bounded window of batches in flight
+                while waiting and len(in_flight) < BATCHES_IN_FLIGHT_PER_WORKER * WORKERS:
+                    in_flight.add(pool.submit(pipeline.fetch_days, client, waiting.pop(0), source))
+                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    for result in pipeline.load_days(wh, future.result(), run_id, source):
+                        counts[result.status] += 1
+                        counts["entries"] += result.entries
         wh.finish_run(run_id, "partial" if counts["failed"] else "ok", counts)
     return counts
-
-
-def load_day(
-    wh: Warehouse, run_id: int, day: date, future: object, source: str, counts: dict[str, int]
-) -> None:
-    """Load one fetched day's pages and mark it complete (a failed day is only counted)."""
-    try:
-        pages = future.result()  # type: ignore[attr-defined]
-    except FetchError:
-        counts["failed"] += 1
-        return
-    totals = RunTotals()
-    for outcome in pipeline.ingest_pages(wh, pages, run_id, day):
-        totals.add(outcome)
-    if totals.failures:
-        counts["failed"] += 1
-        return
-    wh.mark_day_complete(day, source, run_id, len(pages), totals.entries)
-    counts["loaded"] += 1
-    counts["entries"] += totals.entries
 
 
 def main(argv: list[str]) -> int:

@@ -1,14 +1,22 @@
 """Prefect flows for ad-hoc backfills, and the deployments `paperdigest serve` registers.
 
-A backfill fetches days concurrently (threads, or a Dask cluster with `--dask`) inside the
-client's process-wide rate limit; every warehouse write stays in the flow's thread. It resumes:
-days already complete are skipped unless `refresh`. A failed day never stops the others.
+A backfill fetches batches of consecutive days concurrently (a task per batch, on threads or a
+Dask cluster with `--dask`) inside the client's process-wide rate limit, and parses them there.
+Every warehouse write stays in the flow's thread: a batch's pages and the days it completes are
+loaded in one transaction. It resumes: days already complete are skipped unless `refresh`. A
+failed day never stops the others, and a day whose fetch failed is tried again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import queue
 import sys
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -16,7 +24,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -24,22 +31,14 @@ from rich.table import Table
 
 from flows import daily, pipeline
 from flows.config import Settings, load_settings, zone
-from flows.fetch import FetchError, FetchSettings, HFClient
-from flows.models import RawPage
-from flows.pipeline import RunTotals
+from flows.fetch import FetchSettings, HFClient
+from flows.pipeline import DayResult, FetchedDay
 from flows.warehouse import Warehouse, WarehouseError
 
-
-@dataclass(slots=True)
-class DayResult:
-    """How one day of a backfill went."""
-
-    day: date
-    status: str  # loaded | skipped | failed
-    pages: int = 0
-    entries: int = 0
-    new_papers: int = 0
-    error: str = ""
+# The most days one fetch task takes: a task costs Prefect ~50-80 ms of bookkeeping, so a
+# three-year backfill in per-day tasks spent over a minute there; month-sized batches spend ~3 s.
+MAX_BATCH_DAYS = 31
+BATCHES_IN_FLIGHT_PER_WORKER = 2
 
 
 @dataclass(slots=True)
@@ -69,10 +68,17 @@ def _process_client(settings: FetchSettings) -> HFClient:
     return HFClient(settings)
 
 
-@task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE, tags=["io"])
-def fetch_backfill_day(settings: FetchSettings, day: date, source: str) -> list[RawPage]:
-    """Fetch one day (runs in a worker thread, or on a Dask worker)."""
-    return _process_client(settings).fetch_day(day, source)
+@task(cache_policy=NO_CACHE, tags=["io"])
+def fetch_backfill_days(settings: FetchSettings, days: list[date], source: str) -> list[FetchedDay]:
+    """Fetch and parse a batch of days (in a worker thread, or on a Dask worker)."""
+    return pipeline.fetch_days(_process_client(settings), days, source)
+
+
+def batches_of(days: list[date], workers: int) -> list[list[date]]:
+    """Consecutive days in batches: a few per worker, so the workers stay busy to the end,
+    and at most MAX_BATCH_DAYS each, so progress and resumption stay fine-grained."""
+    size = max(1, min(MAX_BATCH_DAYS, math.ceil(len(days) / (max(1, workers) * 4))))
+    return [days[n : n + size] for n in range(0, len(days), size)]
 
 
 def days_between(start: date, end: date) -> list[date]:
@@ -99,7 +105,12 @@ def backfill(
     try:
         with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
             run_id = wh.start_run("backfill", {"start": start, "end": end, "source": source})
-            report = _backfill_days(wh, run_id, days, settings, refresh, progress)
+            try:
+                report = _backfill_days(wh, run_id, days, settings, refresh, workers, progress)
+            except WarehouseError as exc:
+                with contextlib.suppress(WarehouseError):
+                    wh.finish_run(run_id, "failed", {}, error=str(exc))
+                raise
             counts = report.counts()
             wh.finish_run(run_id, "partial" if report.failed else "ok", counts)
     except WarehouseError as exc:
@@ -116,39 +127,71 @@ def _backfill_days(
     days: list[date],
     settings: Settings,
     refresh: bool,
+    workers: int,
     show_progress: bool,
 ) -> BackfillReport:
+    """Fetch and load the days not yet complete. Days whose fetch failed are tried again, in
+    up to `task_retries` more rounds `task_retry_delay` seconds apart."""
     done = set() if refresh else wh.complete_days(days[0], days[-1], settings.source)
     report = BackfillReport([DayResult(d, "skipped") for d in days if d in done])
     todo = [d for d in days if d not in done]
-    fetch_settings = FetchSettings.from_env()
-    fetch = fetch_backfill_day.with_options(
-        retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay
-    )
-    futures = {fetch.submit(fetch_settings, d, settings.source): d for d in todo}
-    with _progress(len(todo), show_progress) as advance:
-        for future in as_completed(list(futures)):
-            day = futures[future]
-            report.days.append(_load_day(wh, run_id, day, future, settings.source))
-            advance(day, report.days[-1])
+    with _progress(len(todo), show_progress) as progress:
+
+        def finished(results: list[DayResult]) -> None:
+            report.days.extend(results)
+            progress.advance(results)
+
+        for round_ in range(settings.task_retries + 1):
+            if round_:
+                time.sleep(settings.task_retry_delay)
+            retry = round_ < settings.task_retries
+            todo = _fetch_and_load(wh, run_id, todo, settings.source, workers, finished, retry)
+            if not todo:
+                break
     report.days.sort(key=lambda d: d.day)
     return report
 
 
-def _load_day(wh: Warehouse, run_id: int, day: date, future: Any, source: str) -> DayResult:
+def _fetch_and_load(
+    wh: Warehouse,
+    run_id: int,
+    days: list[date],
+    source: str,
+    workers: int,
+    finished: Callable[[list[DayResult]], None],
+    retry: bool,
+) -> list[date]:
+    """One round: batches of days fetched by tasks, each batch loaded (one transaction) as it
+    arrives. Returns the days whose fetch failed when they are to be tried again (`retry`);
+    every other day's result goes to `finished`."""
+    settings = FetchSettings.from_env()
+    waiting = deque(batches_of(days, workers))
+    in_flight: dict[Any, list[date]] = {}  # future → its days
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    again: list[date] = []
+    while waiting or in_flight:
+        # A bounded window of batches in flight: memory holds a few batches' pages, not the
+        # whole range's (a finished batch is loaded and dropped before the next is sent).
+        while waiting and len(in_flight) < BATCHES_IN_FLIGHT_PER_WORKER * max(1, workers):
+            future = fetch_backfill_days.submit(settings, waiting[0], source)
+            in_flight[future] = waiting.popleft()
+            future.add_done_callback(done.put)
+        future = done.get()
+        fetched = _fetched(future, in_flight.pop(future))
+        results = pipeline.load_days(wh, fetched, run_id, source)
+        failed_fetch = {d.day for d in fetched if d.error} if retry else set()
+        again += sorted(failed_fetch)
+        finished([r for r in results if r.day not in failed_fetch])
+    return again
+
+
+def _fetched(future: Any, days: list[date]) -> list[FetchedDay]:
+    """A batch task's days, or (the task crashed) each day failed with the task's reason."""
     try:
-        pages = future.result()
-    except Exception as exc:  # a crashed task is a failed day, not a failed backfill
+        return future.result()
+    except Exception as exc:  # a crashed task fails its days, not the backfill
         exc.__traceback__ = None  # Prefect keeps the exception; do not pin the flow's frames
-        reason = str(exc) if isinstance(exc, FetchError) else f"{type(exc).__name__}: {exc}"
-        return DayResult(day, "failed", error=reason)
-    totals = RunTotals()
-    for outcome in pipeline.ingest_pages(wh, pages, run_id, day):
-        totals.add(outcome)
-    if totals.failures:
-        return DayResult(day, "failed", totals.pages, totals.entries, error=totals.failures[0])
-    wh.mark_day_complete(day, source, run_id, len(pages), totals.entries)
-    return DayResult(day, "loaded", totals.pages, totals.entries, totals.new_papers)
+        return [FetchedDay(d, error=f"{type(exc).__name__}: {exc}") for d in days]
 
 
 class _progress:
@@ -170,19 +213,28 @@ class _progress:
         )
         self.done = 0
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> _progress:
         if self.bar:
             self.bar.start()
             self.task = self.bar.add_task("", total=self.total)
-        return self.advance
+        return self
 
-    def advance(self, day: date, result: DayResult) -> None:
-        self.done += 1
+    def advance(self, results: list[DayResult]) -> None:
+        """Count a batch of days as done (one log line per batch when there is no terminal)."""
+        self.done += len(results)
+        failed = [r for r in results if r.status == "failed"]
+        span = f"{results[0].day}..{results[-1].day}" if results else ""
         if self.bar:
-            self.bar.update(self.task, advance=1, description=f"{day} {result.status}")
-        else:
+            self.bar.update(self.task, advance=len(results), description=span)
+        elif results:
             get_run_logger().info(
-                "%d/%d %s %s %s", self.done, self.total, day, result.status, result.error
+                "%d/%d days; %s: %d loaded, %d failed%s",
+                self.done,
+                self.total,
+                span,
+                len(results) - len(failed),
+                len(failed),
+                "".join(f"; {r.day}: {r.error}" for r in failed),
             )
 
     def __exit__(self, *exc: object) -> None:
