@@ -1,8 +1,9 @@
-"""Load: papers and sightings through `Warehouse.save_page`, in bulk and one day at a time.
+"""Load: papers and sightings through `Warehouse.save_pages`, in bulk and one day at a time.
 
 * Bulk: 100k papers, then re-sightings up to 1M sightings, as month pages (~880 papers each,
-  the size of Hugging Face's /papers/month/… pages), each in its own transaction as the flows
-  load them. Baseline: the same rows in one Arrow bulk INSERT per table.
+  the size of Hugging Face's /papers/month/… pages): each page in its own transaction (as
+  daily runs and imports load), and 31 pages per transaction (as a backfill loads). Baseline:
+  the same rows in one Arrow bulk INSERT per table.
 * One more day: a new day's API page (new papers) and a re-fetched page (known papers, new
   upvotes) into a warehouse with ten years of history, against the same into one day of it.
 
@@ -23,14 +24,15 @@ import pyarrow as pa
 
 from bench import synthetic
 from bench.harness import Context, Row, peak_rss_mb, timed
-from bench.history import History, history_for, history_paper, run_time
+from bench.history import History, history_for, history_paper, papers_table, run_time
 from flows.models import Paper, ParsedPage, RawPage
 from flows.pipeline import parse_raw
-from flows.warehouse import Warehouse, papers_table
+from flows.warehouse import Warehouse
 
 SECTION = "Load"
 FIRST_MONTH = date(2016, 1, 1)
 ONE_MORE_DAY_TRIALS = 5
+BACKFILL_BATCH = 31  # pages per transaction: a backfill's batch of days (flows.backfill)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,40 +55,51 @@ def run(ctx: Context) -> list[Row]:
 
 
 def bulk_rows(ctx: Context, papers_target: int, sightings_target: int) -> list[Row]:
-    """Load month pages until the targets are reached; compare with one bulk insert."""
+    """Load month pages until the targets are reached, a page per transaction (as daily runs
+    and imports load) and a batch per transaction (as a backfill loads); compare each with
+    one bulk insert."""
     months = _months_holding(papers_target)
     visits = -(-sightings_target // sum(len(_month_papers(m, 0)) for m in months))
     folder = ctx.folder("load")
-    timing = _load_month_pages(folder / "pages.duckdb", months, visits)
-    peak_mb = peak_rss_mb()  # before the baseline builds its million-row Arrow table
+    timings = {
+        batch: (
+            _load_month_pages(folder / f"pages-{batch}.duckdb", months, visits, batch),
+            peak_rss_mb(),
+        )
+        for batch in (1, BACKFILL_BATCH)
+    }
     baseline = _bulk_insert(folder / "bulk.duckdb", months, visits)
+    return [_bulk_row(timing, batch, peak, baseline) for batch, (timing, peak) in timings.items()]
+
+
+def _bulk_row(timing: BulkTiming, batch: int, peak_mb: float, baseline_s: float) -> Row:
     page_ms = 1000 * timing.total_s / timing.pages
     papers_rate = timing.papers / timing.new_s
-    result = (
+    how = (
+        "one transaction per page, as daily runs and imports load"
+        if batch == 1
+        else f"{batch} pages per transaction (`save_pages`), as a backfill loads"
+    )
+    return Row(
+        SECTION,
+        f"bulk: {timing.papers:,} papers, {timing.sightings:,} sightings "
+        f"({timing.pages:,} month pages of ~{timing.sightings // timing.pages} papers), "
+        f"{'a page' if batch == 1 else f'{batch} pages'} per transaction",
         f"{timing.papers:,} papers in {timing.new_s:.1f} s ({papers_rate:,.0f}/s); "
         f"{timing.sightings:,} sightings in {timing.total_s:.1f} s "
-        f"({timing.sightings / timing.total_s:,.0f}/s); {page_ms:.0f} ms/page"
+        f"({timing.sightings / timing.total_s:,.0f}/s); {page_ms:.0f} ms/page",
+        baseline=f"one Arrow INSERT per table: {baseline_s:.1f} s "
+        f"({timing.sightings / baseline_s:,.0f} sightings/s)",
+        verdict=f"{timing.total_s / baseline_s:.1f}× the bulk INSERT (no target)",
+        peak_mb=peak_mb,
+        note=f"{how}; page bodies are compact (ids, titles, upvotes), archived as usual",
+        figures={"papers_per_s": papers_rate, "total_s": timing.total_s, "baseline_s": baseline_s},
     )
-    return [
-        Row(
-            SECTION,
-            f"bulk: {timing.papers:,} papers, {timing.sightings:,} sightings "
-            f"({timing.pages:,} month pages of ~{timing.sightings // timing.pages} papers)",
-            result,
-            baseline=f"one Arrow INSERT per table: {baseline:.1f} s "
-            f"({timing.sightings / baseline:,.0f} sightings/s)",
-            verdict=f"{timing.total_s / baseline:.0f}× the bulk INSERT (no target)",
-            peak_mb=peak_mb,
-            note="one transaction per page, as the flows load; page bodies are compact "
-            "(ids, titles, upvotes), archived as usual",
-            figures={"papers_per_s": timing.papers / timing.new_s, "total_s": timing.total_s},
-        )
-    ]
 
 
 @dataclass(slots=True)
 class BulkTiming:
-    """Seconds spent in save_page: on first visits (new papers) and in all."""
+    """Seconds spent saving pages: on first visits (new papers) and in all."""
 
     pages: int = 0
     papers: int = 0
@@ -95,19 +108,22 @@ class BulkTiming:
     total_s: float = 0.0
 
 
-def _load_month_pages(db: Path, months: list[date], visits: int) -> BulkTiming:
+def _load_month_pages(db: Path, months: list[date], visits: int, batch: int) -> BulkTiming:
+    """Save the month pages `batch` at a time (one run and one transaction each)."""
     timing = BulkTiming()
     _fresh(db)
+    pages = list(_month_pages(months, visits))
     with Warehouse.open(db) as wh:
-        for page in _month_pages(months, visits):
+        for start in range(0, len(pages), batch):
+            chunk = pages[start : start + batch]
             run_id = wh.start_run("bench-load")
-            raw, parsed = _raw_month_page(page)
-            seconds = timed(lambda: wh.save_page(raw, parsed, run_id))  # noqa: B023
-            timing.pages += 1
-            timing.sightings += len(page.papers)
+            items = [_raw_month_page(page) for page in chunk]
+            seconds = timed(lambda: wh.save_pages(items, run_id))  # noqa: B023
+            timing.pages += len(chunk)
+            timing.sightings += sum(len(page.papers) for page in chunk)
             timing.total_s += seconds
-            if page.epoch == 0:
-                timing.papers += len(page.papers)
+            if all(page.epoch == 0 for page in chunk):
+                timing.papers += sum(len(page.papers) for page in chunk)
                 timing.new_s += seconds
     return timing
 

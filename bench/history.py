@@ -20,15 +20,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from bench import synthetic
 from bench.harness import Context
 from flows.models import Paper
+from flows.parse import title_key
 from flows.parse.api import parse_api
 from flows.parse.clean import clean_title
-from flows.warehouse import Warehouse, papers_table
+from flows.warehouse import Warehouse
 
 LAST_DAY = date(2025, 11, 14)  # a Friday: every history ends with a full week
 REFETCH_DAYS = 7
@@ -290,6 +292,42 @@ def _restart_sequences(wh: Warehouse, runs: int, pages: int) -> None:
     for name, next_value in (("run_id_seq", runs + 1), ("page_id_seq", pages + 1)):
         wh.con.execute(f"DROP SEQUENCE {name}")
         wh.con.execute(f"CREATE SEQUENCE {name} START {next_value}")
+
+
+def papers_table(papers: list[Paper], page_date: date | None) -> pa.Table:
+    """An Arrow table of cleaned papers with their title keys, for bulk-written histories."""
+
+    def col(name: str) -> list[Any]:
+        return [getattr(p, name) for p in papers]
+
+    return pa.table(
+        {
+            "paper_id": pa.array(col("paper_id"), pa.string()),
+            "title_key": pa.array([title_key(p.title) for p in papers], pa.string()),
+            "arxiv_id": pa.array(col("arxiv_id"), pa.string()),
+            "title": pa.array(col("title"), pa.string()),
+            "abstract": pa.array(col("abstract"), pa.string()),
+            "authors": pa.array([list(p.authors) for p in papers], pa.list_(pa.string())),
+            "n_authors": pa.array(
+                [
+                    p.n_authors if p.n_authors is not None else (len(p.authors) or None)
+                    for p in papers
+                ],
+                pa.int32(),
+            ),
+            "published_on": pa.array(col("published_on"), pa.date32()),
+            "github_url": pa.array(col("github_url"), pa.string()),
+            "project_url": pa.array(col("project_url"), pa.string()),
+            "ai_summary": pa.array(col("ai_summary"), pa.string()),
+            "ai_keywords": pa.array([list(p.ai_keywords) for p in papers], pa.list_(pa.string())),
+            "organization": pa.array(col("organization"), pa.string()),
+            "digest_date": pa.array([p.digest_date or page_date for p in papers], pa.date32()),
+            "rank": pa.array(col("rank"), pa.int32()),
+            "upvotes": pa.array(col("upvotes"), pa.int32()),
+            "comments": pa.array(col("comments"), pa.int32()),
+            "github_stars": pa.array(col("github_stars"), pa.int32()),
+        }
+    )
 
 
 def main(argv: list[str]) -> int:
