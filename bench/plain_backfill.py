@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # runnable as a plain script from any directory
 
 from bench.unthrottled_cli import LIFTED_LIMIT  # noqa: E402
 from flows import pipeline  # noqa: E402
-from flows.backfill import BATCHES_IN_FLIGHT_PER_WORKER, batches_of  # noqa: E402
+from flows.backfill import batches_in_flight, batches_of  # noqa: E402
 from flows.fetch import FetchSettings, HFClient  # noqa: E402
 from flows.warehouse import Warehouse  # noqa: E402
 
@@ -44,7 +44,7 @@ def run_backfill(db: Path, start: date, end: date, source: str) -> dict[str, int
         with HFClient(settings) as client, ThreadPoolExecutor(WORKERS) as pool:
             waiting, in_flight = batches_of(todo, WORKERS), set()
             while waiting or in_flight:  # the flow's bounded window of batches in flight
-                while waiting and len(in_flight) < BATCHES_IN_FLIGHT_PER_WORKER * WORKERS:
+                while waiting and len(in_flight) < batches_in_flight(WORKERS):
                     in_flight.add(pool.submit(pipeline.fetch_days, client, waiting.pop(0), source))
                 finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:

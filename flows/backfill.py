@@ -35,10 +35,10 @@ from flows.fetch import FetchSettings, HFClient
 from flows.pipeline import DayResult, FetchedDay
 from flows.warehouse import Warehouse, WarehouseError
 
-# The most days one fetch task takes: a task costs Prefect ~50-80 ms of bookkeeping, so a
-# three-year backfill in per-day tasks spent over a minute there; month-sized batches spend ~3 s.
-MAX_BATCH_DAYS = 31
-BATCHES_IN_FLIGHT_PER_WORKER = 2
+# The most days one fetch task takes. A task costs Prefect 50-90 ms of bookkeeping on a busy
+# machine (a three-year backfill in per-day tasks spent over a minute there), and each batch is
+# one commit; two-month batches make a three-year backfill 18 tasks and 18 commits.
+MAX_BATCH_DAYS = 62
 
 
 @dataclass(slots=True)
@@ -79,6 +79,12 @@ def batches_of(days: list[date], workers: int) -> list[list[date]]:
     and at most MAX_BATCH_DAYS each, so progress and resumption stay fine-grained."""
     size = max(1, min(MAX_BATCH_DAYS, math.ceil(len(days) / (max(1, workers) * 4))))
     return [days[n : n + size] for n in range(0, len(days), size)]
+
+
+def batches_in_flight(workers: int) -> int:
+    """How many batches to have submitted at once: one per worker and one waiting, so no
+    worker idles while the flow loads a batch. Memory holds these, not the whole range."""
+    return max(1, workers) + 1
 
 
 def days_between(start: date, end: date) -> list[date]:
@@ -170,9 +176,7 @@ def _fetch_and_load(
     done: queue.SimpleQueue = queue.SimpleQueue()
     again: list[date] = []
     while waiting or in_flight:
-        # A bounded window of batches in flight: memory holds a few batches' pages, not the
-        # whole range's (a finished batch is loaded and dropped before the next is sent).
-        while waiting and len(in_flight) < BATCHES_IN_FLIGHT_PER_WORKER * max(1, workers):
+        while waiting and len(in_flight) < batches_in_flight(workers):
             future = fetch_backfill_days.submit(settings, waiting[0], source)
             in_flight[future] = waiting.popleft()
             future.add_done_callback(done.put)

@@ -8,6 +8,7 @@ each paper's row becomes once every page of the batch has refreshed it (`fold_pa
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -38,13 +39,27 @@ _LATEST_KNOWN = (  # the latest value a page carried (a missing value never wipe
 _LATEST_NONEMPTY = ("authors", "ai_keywords")  # the latest non-empty list
 
 
+@dataclass(frozen=True, slots=True)
+class PageBytes:
+    """A page's identity and archive form: the SHA-256 of its bytes and their zlib stream."""
+
+    sha256: str
+    archived: bytes
+
+
+def page_bytes(body: bytes) -> PageBytes:
+    """Hash and compress a page body (a backfill does it on its fetch threads, off the
+    writer's: both release the GIL, and the writer would wait to get it back each time)."""
+    return PageBytes(hashlib.sha256(body).hexdigest(), zlib.compress(body, ARCHIVE_LEVEL))
+
+
 @dataclass(slots=True)
 class PendingPage:
     """A page to insert: its row's values and its papers with ids resolved."""
 
     raw: RawPage  # digest_date already settled (the page's own, else the one asked for)
     parsed: ParsedPage
-    sha: str
+    stored: PageBytes | None  # None when the page is already archived (a reparse)
     page_id: int
     run_id: int
     seen_at: datetime
@@ -267,7 +282,7 @@ def pages_arrow(pages: list[PendingPage]) -> pa.Table:
             "location": pa.array(raw("location"), pa.string()),
             "digest_date": pa.array(raw("digest_date"), pa.date32()),
             "fetched_at": pa.array([p.seen_at for p in pages], pa.timestamp("us", tz="UTC")),
-            "content_sha256": pa.array([p.sha for p in pages], pa.string()),
+            "content_sha256": pa.array([_stored(p).sha256 for p in pages], pa.string()),
             "http_status": pa.array(raw("http_status"), pa.int32()),
             "content_type": pa.array(raw("content_type"), pa.string()),
             "etag": pa.array(raw("etag"), pa.string()),
@@ -285,9 +300,14 @@ def archive_arrow(pages: list[PendingPage]) -> pa.Table:
             "page_id": pa.array([p.page_id for p in pages], pa.int64()),
             "encoding": pa.array(["zlib"] * len(pages), pa.string()),
             "raw_size": pa.array([len(p.raw.body) for p in pages], pa.int64()),
-            "raw": pa.array([zlib.compress(p.raw.body, ARCHIVE_LEVEL) for p in pages], pa.binary()),
+            "raw": pa.array([_stored(p).archived for p in pages], pa.binary()),
         }
     )
+
+
+def _stored(page: PendingPage) -> PageBytes:
+    assert page.stored is not None, "only new pages get a row and an archive"
+    return page.stored
 
 
 def rejects_arrow(pages: list[PendingPage]) -> pa.Table:

@@ -27,6 +27,7 @@ from flows.deliver import (
 from flows.diff import DiffSettings, compute_diff, latest_run, resolve_since
 from flows.fetch import FetchError, HFClient
 from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
+from flows.pagebatch import PageBytes, page_bytes
 from flows.parse import detect_format, parse_page
 from flows.render import RenderSettings, render_digest, render_fitted, write_preview
 from flows.subscribers import digest_key_for, due_recipients, load_subscribers, weekly_window
@@ -172,12 +173,14 @@ class ReadyPage:
     raw: RawPage
     parsed: ParsedPage | None = None
     error: PageFormatError | None = None
+    stored: PageBytes | None = None  # its hash and archive form, once parsed
 
 
 def prepare_page(
     raw: RawPage, today: date | None = None, fallback_date: date | None = None
 ) -> ReadyPage:
-    """Parse a page for loading (pure: never raises for the page's content).
+    """Parse a page, and hash and compress it for the archive (pure: never raises for the
+    page's content; a backfill runs it on its fetch threads).
 
     `fallback_date` dates a page that says no date of its own (an old API answer, say).
     """
@@ -190,7 +193,7 @@ def prepare_page(
             parsed = parse_raw(raw, today)
     except PageFormatError as exc:
         return ReadyPage(raw, error=exc)
-    return ReadyPage(raw, parsed)
+    return ReadyPage(raw, parsed, stored=page_bytes(raw.body))
 
 
 def load_ready_pages(wh: Warehouse, pages: list[ReadyPage], run_id: int) -> list[PageOutcome]:
@@ -211,7 +214,11 @@ def load_ready_pages(wh: Warehouse, pages: list[ReadyPage], run_id: int) -> list
         else:
             parsed.append(i)
     try:
-        loads = wh.save_pages([(pages[i].raw, pages[i].parsed) for i in parsed], run_id)
+        loads = wh.save_pages(
+            [(pages[i].raw, pages[i].parsed) for i in parsed],
+            run_id,
+            [pages[i].stored or page_bytes(pages[i].raw.body) for i in parsed],
+        )
     except WarehouseError as exc:  # not the pages' fault: stop the run, say why in one line
         first = pages[parsed[0]].raw
         fatal = PageOutcome(first.location, first.digest_date, error=str(exc), fatal=True)

@@ -10,7 +10,6 @@ carries logic lives in `warehouse/queries/*.sql` and runs with bound parameters 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -29,11 +28,13 @@ import pyarrow as pa
 from flows.models import PageFormatError, PageLoad, ParsedPage, RawPage, Reject
 from flows.pagebatch import (
     EXCERPT_CHARS,
+    PageBytes,
     PaperIndex,
     PendingPage,
     archive_arrow,
     dedupe,
     fold_papers,
+    page_bytes,
     page_key,
     pages_arrow,
     rejects_arrow,
@@ -283,20 +284,25 @@ class Warehouse:
         return self.save_pages([(raw, parsed)], run_id)[0]
 
     def save_pages(
-        self, pages: Sequence[tuple[RawPage, ParsedPage]], run_id: int
+        self,
+        pages: Sequence[tuple[RawPage, ParsedPage]],
+        run_id: int,
+        stored: Sequence[PageBytes] | None = None,
     ) -> list[PageLoad]:
         """Archive and load pages in one transaction, with the rows loading them one after
         another would leave; one PageLoad per page, in order.
 
         A page whose bytes were loaded before for the same digest date (or earlier in this
         batch) changes nothing and comes back as skipped. The writes are bulk: a few Arrow
-        INSERTs and UPDATEs per batch, whatever its size.
+        INSERTs and UPDATEs per batch, whatever its size. `stored` gives each page's hash and
+        archive form when they were computed already (`page_bytes`, on another thread).
         """
         if not pages:
             return []
+        stored = stored or [page_bytes(raw.body) for raw, _ in pages]
         try:
             with self.transaction():
-                planned = self._plan_pages(pages, run_id)
+                planned = self._plan_pages(pages, stored, run_id)
                 self._load_pending([p for p in planned if isinstance(p, PendingPage)], True)
         except duckdb.Error as exc:
             raise WarehouseError(
@@ -306,27 +312,29 @@ class Warehouse:
         return [p if isinstance(p, PageLoad) else p.load() for p in planned]
 
     def _plan_pages(
-        self, pages: Sequence[tuple[RawPage, ParsedPage]], run_id: int
+        self,
+        pages: Sequence[tuple[RawPage, ParsedPage]],
+        stored: Sequence[PageBytes],
+        run_id: int,
     ) -> list[PageLoad | PendingPage]:
         """Each page as a skipped PageLoad (bytes already loaded) or a PendingPage with its
         new page id, in order."""
         settled = [(settled_date(raw, parsed), parsed) for raw, parsed in pages]
-        shas = [content_sha256(raw.body) for raw, _ in settled]
-        loaded = self._loaded_pages(shas)
+        loaded = self._loaded_pages([s.sha256 for s in stored])
         fresh = {
-            page_key(raw, sha)
-            for (raw, _), sha in zip(settled, shas, strict=True)
-            if page_key(raw, sha) not in loaded
+            page_key(raw, s.sha256)
+            for (raw, _), s in zip(settled, stored, strict=True)
+            if page_key(raw, s.sha256) not in loaded
         }
         page_ids = iter(self._next_page_ids(len(fresh)))
         planned: list[PageLoad | PendingPage] = []
-        for (raw, parsed), sha in zip(settled, shas, strict=True):
-            key = page_key(raw, sha)
+        for (raw, parsed), page_stored in zip(settled, stored, strict=True):
+            key = page_key(raw, page_stored.sha256)
             if key in loaded:
                 planned.append(replace(loaded[key], location=raw.location))
                 continue
             page = PendingPage(
-                raw, parsed, sha, next(page_ids), run_id, raw.fetched_at or utc_now()
+                raw, parsed, page_stored, next(page_ids), run_id, raw.fetched_at or utc_now()
             )
             planned.append(page)
             loaded[key] = page.load_as_skipped()
@@ -481,7 +489,7 @@ class Warehouse:
         """
         pages = [
             PendingPage(
-                a.raw, _parse_or_refuse(parse, a.raw), "", a.page_id, a.run_id, a.raw.fetched_at
+                a.raw, _parse_or_refuse(parse, a.raw), None, a.page_id, a.run_id, a.raw.fetched_at
             )
             for a in self.iter_archive()
         ]
@@ -694,11 +702,6 @@ class Warehouse:
 
 
 # ---- helpers of this module ------------------------------------------------------------------
-
-
-def content_sha256(body: bytes) -> str:
-    """Hex SHA-256 of a page's bytes: its identity for idempotent loads."""
-    return hashlib.sha256(body).hexdigest()
 
 
 def _connect_waiting(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
