@@ -3,7 +3,7 @@
 Plain `requests` with the same concurrency as `paperdigest backfill` (4 threads, one pooled
 session), `json.loads` of each API page or of the HTML page's DailyPapers props, the same
 fields picked per paper, then one Arrow bulk insert into DuckDB. No Prefect, no validation,
-no page archive, no idempotency, no per-page transactions: the floor the real thing is judged
+no page archive, no idempotency, no batch transactions: the floor the real thing is judged
 against.
 
     python -m bench.baseline_backfill BASE_URL START END api|html DB TIMINGS.json

@@ -127,8 +127,8 @@ def plain_row(server: DaysServer, source: str, plain: Side, baseline: Side) -> R
         baseline=f"{_rates(days, papers, baseline.command_s)}",
         verdict=f"{plain.command_s / baseline.command_s:.2f}× (shows the pipeline's share)",
         peak_mb=plain.process.peak_mb,
-        note=f"identical rows: {'yes' if identical else 'NO'}; same fetch client, parsing, "
-        "per-page transactions and archive; 4 threads instead of Prefect tasks",
+        note=f"identical rows: {'yes' if identical else 'NO'}; the same batches, fetch client, "
+        "parsing, transactions and archive; 4 threads instead of Prefect tasks",
         missed=not identical,
         figures={"command_s": plain.command_s, "baseline_s": baseline.command_s},
     )

@@ -2,7 +2,7 @@
 
 * Bulk: 100k papers, then re-sightings up to 1M sightings, as month pages (~880 papers each,
   the size of Hugging Face's /papers/month/… pages): each page in its own transaction (as
-  daily runs and imports load), and 31 pages per transaction (as a backfill loads). Baseline:
+  daily runs and imports load), and 62 pages per transaction (as a backfill loads). Baseline:
   the same rows in one Arrow bulk INSERT per table.
 * One more day: a new day's API page (new papers) and a re-fetched page (known papers, new
   upvotes) into a warehouse with ten years of history, against the same into one day of it.
@@ -25,6 +25,7 @@ import pyarrow as pa
 from bench import synthetic
 from bench.harness import Context, Row, peak_rss_mb, timed
 from bench.history import History, history_for, history_paper, papers_table, run_time
+from flows.backfill import MAX_BATCH_DAYS
 from flows.models import Paper, ParsedPage, RawPage
 from flows.pipeline import parse_raw
 from flows.warehouse import Warehouse
@@ -32,7 +33,7 @@ from flows.warehouse import Warehouse
 SECTION = "Load"
 FIRST_MONTH = date(2016, 1, 1)
 ONE_MORE_DAY_TRIALS = 5
-BACKFILL_BATCH = 31  # pages per transaction: a backfill's batch of days (flows.backfill)
+BACKFILL_BATCH = MAX_BATCH_DAYS  # pages per transaction: a backfill's largest batch of days
 
 
 @dataclass(frozen=True, slots=True)
