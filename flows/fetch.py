@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from html import unescape
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -542,10 +543,12 @@ class HFClient:
         _check_length(response, body)
         n_items = None
         if kind == "api":
-            n_items = _check_json_array(response, body)
+            decoded = _check_json_array(response, body)
+            n_items = len(decoded)
         else:
+            decoded = None
             _check_papers_html(response, body)
-        page = self._page(url, kind, digest_date, response, body, validators)
+        page = self._page(url, kind, digest_date, response, body, validators, decoded)
         self._remember_validators(url, page.etag, page.last_modified)
         return page, n_items
 
@@ -557,6 +560,7 @@ class HFClient:
         response: requests.Response,
         body: bytes,
         validators: tuple[str | None, str | None],
+        decoded: list[object] | None = None,
     ) -> RawPage:
         etag = response.headers.get("ETag")
         modified = response.headers.get("Last-Modified")
@@ -572,6 +576,7 @@ class HFClient:
             content_type=response.headers.get("Content-Type"),
             etag=etag,
             last_modified=modified,
+            decoded=decoded,
         )
 
     # -- conditional-request validators --
@@ -663,19 +668,22 @@ def _check_length(response: requests.Response, body: bytes) -> None:
         raise _BadResponse(f"truncated body: {len(body)} of {declared} bytes")
 
 
-def _check_json_array(response: requests.Response, body: bytes) -> int:
-    """Refuse anything but a JSON array; return its length (for paging, saving a decode)."""
+def _check_json_array(response: requests.Response, body: bytes) -> list[object]:
+    """Refuse anything but a JSON array; return it (for paging, and for the parser: one
+    decode per page), numbers as Decimal as the parser reads them."""
     media = _media_type(response)
     if media != "application/json" and not media.endswith("+json"):
         raise _BadResponse(f"expected JSON, got {media or 'no content type'}{_html_hint(body)}")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_float=Decimal)
     except ValueError as exc:
         raise _BadResponse(f"truncated or malformed JSON ({len(body)} bytes): {exc}") from None
+    except RecursionError:
+        raise _BadResponse(f"JSON nested too deeply ({len(body)} bytes)") from None
     if not isinstance(data, list):
         detail = f": {str(data.get('error'))[:120]}" if isinstance(data, dict) else ""
         raise _BadResponse(f"expected a JSON array, got {type(data).__name__}{detail}")
-    return len(data)
+    return data
 
 
 def _check_papers_html(response: requests.Response, body: bytes) -> None:

@@ -35,6 +35,10 @@ class RawPage:
     content_type: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    # The JSON value of an API body when the fetch client decoded it to check it (numbers as
+    # Decimal, as the parser reads them), so the parser need not decode it again. Never
+    # archived or compared: the bytes are the page.
+    decoded: object = field(default=None, compare=False, repr=False)
 
     @property
     def not_modified(self) -> bool:

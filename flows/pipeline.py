@@ -163,7 +163,9 @@ def read_saved_page(path: Path, digest_date: date | None = None) -> RawPage:
 
 def parse_raw(raw: RawPage, today: date | None = None) -> ParsedPage:
     """Parse one raw page with the date it was asked for (pure; raises PageFormatError)."""
-    return parse_page(raw.body, name=raw.location, digest_date=raw.digest_date, today=today)
+    return parse_page(
+        raw.body, name=raw.location, digest_date=raw.digest_date, today=today, decoded=raw.decoded
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +194,9 @@ def prepare_page(
             raw = replace(raw, digest_date=fallback_date)
             parsed = parse_raw(raw, today)
     except PageFormatError as exc:
-        return ReadyPage(raw, error=exc)
-    return ReadyPage(raw, parsed, stored=page_bytes(raw.body))
+        return ReadyPage(replace(raw, decoded=None), error=exc)
+    # The decoded JSON has served; it is several times the body's size, so it goes.
+    return ReadyPage(replace(raw, decoded=None), parsed, stored=page_bytes(raw.body))
 
 
 def load_ready_pages(wh: Warehouse, pages: list[ReadyPage], run_id: int) -> list[PageOutcome]:

@@ -20,6 +20,8 @@ from werkzeug import Request, Response
 
 from flows import PROJECT_URL, __version__, fetch
 from flows.fetch import FetchError, FetchSettings, HFClient
+from flows.parse import detect, parse_page
+from flows.pipeline import parse_raw
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_FIXTURE = FIXTURES / "hf-api" / "daily_papers_2024-05-27.json"
@@ -230,6 +232,21 @@ def test_each_api_body_is_decoded_once_for_checking_and_paging(server, monkeypat
         monkeypatch.undo()
     assert [len(json.loads(p.body)) for p in pages] == [100, 0]
     assert decoded == [p.body for p in pages]
+    # The parser takes the decoded value instead of decoding again, with the same result.
+    monkeypatch.setattr(detect.json, "loads", counting_loads)
+    parsed = [parse_raw(p) for p in pages]
+    monkeypatch.undo()
+    assert len(decoded) == 2
+    assert parsed == [parse_page(p.body, name=p.location, digest_date=DAY) for p in pages]
+    assert len(parsed[0].papers) == 100
+
+
+def test_json_nested_too_deeply_is_a_bad_answer_not_a_crash(server):
+    server.expect_request(API_PATH).respond_with_data(
+        "[" * 100_000 + "]" * 100_000, content_type="application/json"
+    )
+    with HFClient(settings_for(server)) as client, pytest.raises(FetchError, match="too deeply"):
+        client.fetch_api_day(DAY)
 
 
 def test_a_server_that_ignores_paging_is_refused(server):

@@ -24,9 +24,14 @@ def parse_page(
     name: str,
     digest_date: date | None = None,
     today: date | None = None,
+    decoded: object = None,
 ) -> ParsedPage:
-    """Detect the page's format and parse it into cleaned papers and quarantined rejects."""
-    sniffed = sniff(data, name=name)
+    """Detect the page's format and parse it into cleaned papers and quarantined rejects.
+
+    `decoded` is the JSON value of these bytes when the caller decoded them already (the
+    fetch client does, to check API answers); it spares a second decode.
+    """
+    sniffed = sniff(data, name=name, decoded=decoded)
     if sniffed.fmt == "api":
         return parse_api(sniffed.payload or [], digest_date=digest_date)
     if sniffed.fmt == "html":

@@ -41,12 +41,15 @@ def detect_format(data: bytes | str, *, name: str) -> str:
     return sniff(data, name=name).fmt
 
 
-def sniff(data: bytes | str, *, name: str) -> Sniffed:
-    """Detect the format and keep the decoded text (and JSON) so parsing need not redo it."""
+def sniff(data: bytes | str, *, name: str, decoded: object = None) -> Sniffed:
+    """Detect the format and keep the decoded text (and JSON) so parsing need not redo it.
+
+    `decoded` is the JSON value of `data` when the caller has it (a JSON array only).
+    """
     text = decode_page(data, name=name)
     start = text.lstrip()[:1]
     if start in ("[", "{", '"'):
-        return Sniffed("api", text, _api_items(text, name))
+        return Sniffed("api", text, _api_items(text, name, decoded))
     if start == "<" or "<html" in text[:2048].lower():
         return _sniff_markup(text, name)
     if is_text_page(text):
@@ -90,8 +93,10 @@ def _looks_binary(text: str) -> bool:
     return "\x00" in sample or controls > max(2, len(sample) // 100)
 
 
-def _api_items(text: str, name: str) -> list[object]:
-    value = _load_json(text, name)
+def _api_items(text: str, name: str, decoded: object = None) -> list[object]:
+    # The same value either way: strict JSON has no raw CR in strings, so the newline
+    # normalisation that `text` went through cannot change it.
+    value = decoded if isinstance(decoded, list) else _load_json(text, name)
     if isinstance(value, list):
         if problem := _list_problem(value):
             raise PageFormatError(name, problem)
