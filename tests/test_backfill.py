@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from werkzeug import Request, Response
 
 from tests.replay import recorded_day, serve_days
 
@@ -207,3 +209,38 @@ def test_backfill_on_a_dask_cluster(prefect_harness, httpserver, replay_env) -> 
         result = on_dask(start="2025-06-02", end="2025-06-08", source="api", db=str(replay_env))
     assert result["counts"]["loaded"] == 7
     assert table(replay_env, "SELECT count(*) FROM sightings") == [(60,)]
+
+
+def test_a_day_whose_fetch_failed_is_fetched_again_in_a_later_round(
+    prefect_harness, httpserver, replay_env, monkeypatch
+):
+    from flows.backfill import backfill
+
+    monkeypatch.setenv("PAPERDIGEST_TASK_RETRIES", "1")
+    monkeypatch.setenv("PAPERDIGEST_TASK_RETRY_DELAY", "0")
+    flaky, answered = date(2025, 6, 4), []
+
+    def first_time_down(request: Request) -> Response:
+        day = date.fromisoformat(request.args["date"])
+        answered.append(day)
+        if day == flaky and answered.count(flaky) <= 2:  # the first round: asked, retried once
+            return Response("upstream error", status=500)
+        return Response(json.dumps(recorded_day(day)), content_type="application/json")
+
+    httpserver.expect_request("/api/daily_papers").respond_with_handler(first_time_down)
+    result = backfill(start="2025-06-02", end="2025-06-06", source="api", db=str(replay_env))
+    assert result["status"] == "ok"
+    assert [d.status for d in result["days"]] == ["loaded"] * 5
+    assert answered.count(flaky) == 3  # two answers of 500 in the first round, one in the next
+    assert table(replay_env, "SELECT count(*) FROM day_loads") == [(5,)]
+
+
+def test_batches_are_consecutive_days_a_few_per_worker_and_at_most_two_months():
+    from flows.backfill import MAX_BATCH_DAYS, batches_of
+
+    days = [START + timedelta(n) for n in range(1096)]
+    batches = batches_of(days, workers=4)
+    assert [d for batch in batches for d in batch] == days
+    assert {len(b) for b in batches[:-1]} == {MAX_BATCH_DAYS} == {62}
+    assert [len(b) for b in batches_of(days[:30], workers=2)] == [4] * 7 + [2]
+    assert batches_of(days[:1], workers=4) == [[START]]
