@@ -220,7 +220,7 @@ def load_ready_pages(wh: Warehouse, pages: list[ReadyPage], run_id: int) -> list
         loads = wh.save_pages(
             [(pages[i].raw, pages[i].parsed) for i in parsed],
             run_id,
-            [pages[i].stored or page_bytes(pages[i].raw.body) for i in parsed],
+            [pages[i].stored for i in parsed],
         )
     except WarehouseError as exc:  # not the pages' fault: stop the run, say why in one line
         first = pages[parsed[0]].raw

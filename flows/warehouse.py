@@ -287,7 +287,7 @@ class Warehouse:
         self,
         pages: Sequence[tuple[RawPage, ParsedPage]],
         run_id: int,
-        stored: Sequence[PageBytes] | None = None,
+        stored: Sequence[PageBytes | None] | None = None,
     ) -> list[PageLoad]:
         """Archive and load pages in one transaction, with the rows loading them one after
         another would leave; one PageLoad per page, in order.
@@ -295,14 +295,15 @@ class Warehouse:
         A page whose bytes were loaded before for the same digest date (or earlier in this
         batch) changes nothing and comes back as skipped. The writes are bulk: a few Arrow
         INSERTs and UPDATEs per batch, whatever its size. `stored` gives each page's hash and
-        archive form when they were computed already (`page_bytes`, on another thread).
+        archive form where they were computed already (`page_bytes`, on another thread).
         """
         if not pages:
             return []
-        stored = stored or [page_bytes(raw.body) for raw, _ in pages]
+        given = stored or [None] * len(pages)
+        hashed = [s or page_bytes(raw.body) for s, (raw, _) in zip(given, pages, strict=True)]
         try:
             with self.transaction():
-                planned = self._plan_pages(pages, stored, run_id)
+                planned = self._plan_pages(pages, hashed, run_id)
                 self._load_pending([p for p in planned if isinstance(p, PendingPage)], True)
         except duckdb.Error as exc:
             raise WarehouseError(
