@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from .support import SinkHandler, start_smtp
 
@@ -29,6 +30,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in ("PAPERDIGEST_SMTP_HOST", "PAPERDIGEST_HF_URL", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def http() -> Iterator[HTTPServer]:
+    """A threaded local HTTP server of its own for one test."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
 
 
 @pytest.fixture

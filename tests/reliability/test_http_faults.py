@@ -239,15 +239,6 @@ def served_with_200(name: str) -> Response:
     return Response(body, status=200, content_type=kind)
 
 
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 @pytest.mark.parametrize("name", ERROR_PAGES_200)
 @pytest.mark.parametrize("source", ["api", "html"])
 def test_error_pages_served_with_status_200_are_refused_by_the_fetcher(

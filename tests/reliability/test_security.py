@@ -18,7 +18,6 @@ import email.policy
 import json
 import re
 import shutil
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -73,15 +72,6 @@ def leaks(*texts: object) -> list[str]:
 @pytest.fixture(autouse=True)
 def fresh_rate_limits() -> None:
     fetch.reset_rate_limits()
-
-
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 def settings_for(server: HTTPServer) -> FetchSettings:
