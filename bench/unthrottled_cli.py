@@ -62,8 +62,9 @@ def main(argv: list[str]) -> int:
     """Run the command after `--`; write its timings and this process's peak RSS."""
     timings_path, command = Path(argv[0]), argv[argv.index("--") + 1 :]
     from flows import cli
+    from flows.prefect_env import prepare_prefect_env
 
-    cli.prepare_prefect_env()  # before Prefect is imported: it reads its settings once
+    prepare_prefect_env()  # before Prefect is imported: it reads its settings once
     lift_rate_limit()
     warmup_s = warm_up_prefect()
     began = time.perf_counter()

@@ -312,9 +312,6 @@ def build_deployments(settings: Settings, cron: str | None = None, timezone: str
 
 def serve_deployments(args: argparse.Namespace, settings: Settings) -> int:
     """`paperdigest serve`: register the deployments and serve them until interrupted."""
-    from flows.cli import prepare_prefect_env
-
-    prepare_prefect_env()
     deployments = build_deployments(settings, args.cron, args.timezone)
     for dep in deployments:
         schedules = ", ".join(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -17,6 +16,7 @@ from typing import Any
 
 from flows import __version__
 from flows.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from flows.prefect_env import prepare_prefect_env
 
 log = logging.getLogger("paperdigest")
 
@@ -180,6 +180,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch and load a range of past days."""
+    prepare_prefect_env()
     from flows.backfill import run_backfill_cli
 
     return run_backfill_cli(args, settings)
@@ -187,6 +188,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Register the daily and backfill deployments and serve them."""
+    prepare_prefect_env()
     from flows.backfill import serve_deployments
 
     return serve_deployments(args, settings)
@@ -302,15 +304,6 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
 
 
 # ---- helpers of this module ---------------------------------------------------------------
-
-
-def prepare_prefect_env(environ: dict[str, str] | Any = os.environ) -> None:
-    """Keep Prefect's state out of the user's own ~/.prefect and give its server time to start."""
-    environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
-    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    environ.setdefault("DO_NOT_TRACK", "1")
-    environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def _prefect_flows() -> Any:

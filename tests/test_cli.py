@@ -181,3 +181,23 @@ def test_a_busy_warehouse_is_one_clear_line(db_path: Path, capsys) -> None:
 def test_reparse_rebuilds_from_the_archive(loaded_db: Path, capsys) -> None:
     code, out, _ = run_cli("--db", str(loaded_db), "reparse", "--date", "2025-11-03", capsys=capsys)
     assert (code, out) == (0, "reparsed 3 archived pages, 409 entries\n")
+
+
+def test_no_flow_module_imports_the_cli() -> None:
+    """The CLI imports the flows; never the other way round (Prefect's env has its own module)."""
+    import ast
+
+    package = Path(cli.__file__).parent
+    importers = []
+    for module in package.rglob("*.py"):
+        if module.name in {"cli.py", "__main__.py"}:
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if "flows.cli" in names:
+                importers.append(module.name)
+    assert importers == []
