@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the daily digest flow."""
+    if args.as_of and not args.offline:
+        print(
+            "paperdigest: run: --as-of needs --offline (fetched pages are timed by the fetch)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     daily = _prefect_flows().daily_digest
     result = daily(
         date=_iso(args.date),
@@ -84,6 +90,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         outbox=str(settings.outbox),
         resend=args.resend,
         wait=settings.lock_wait,
+        as_of=_iso_time(args.as_of),
     )
     if result["status"] == "failed":
         print(f"paperdigest: {result['error']}", file=sys.stderr)
@@ -100,6 +107,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         date=_iso(args.date),
         db=str(settings.db),
         wait=settings.lock_wait,
+        as_of=_iso_time(args.as_of),
     )
     if result["status"] == "failed":
         print(f"paperdigest: {result['error']}", file=sys.stderr)
@@ -223,11 +231,24 @@ def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", type=Path, metavar="DIR", help="read saved pages from DIR")
     p.add_argument("--source", choices=("api", "html"), help="fetch source (default api)")
     p.add_argument("--resend", action="store_true", help="send again even if already sent")
+    _arg_as_of(p)
 
 
 def _args_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="saved pages or folders")
     p.add_argument("--date", type=_date, help="digest date of pages that do not say their year")
+    _arg_as_of(p)
+
+
+def _arg_as_of(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--as-of",
+        type=_time,
+        metavar="TIMESTAMP",
+        help="when the saved pages were captured, e.g. 2026-08-14T09:00Z (UTC unless an offset "
+        "is given); default: a time the page states, else its digest day at 23:59 UTC, "
+        "marked estimated",
+    )
 
 
 def _args_json(p: argparse.ArgumentParser) -> None:
@@ -325,6 +346,19 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _time(value: str) -> datetime:
+    from flows.capture import parse_as_of
+
+    try:
+        return parse_as_of(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _iso_time(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _iso(day: date | None) -> str | None:

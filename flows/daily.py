@@ -8,7 +8,7 @@ the flow's own thread, since a DuckDB connection is not thread-safe.
 from __future__ import annotations
 
 import contextlib
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import pipeline
+from flows.capture import parse_as_of
 from flows.config import Settings, load_settings
 from flows.diff import DiffSettings, compute_diff, since_last_delivery
 from flows.fetch import FetchError, FetchSettings, HFClient
@@ -38,10 +39,15 @@ def load_pages(wh: Warehouse, pages: list[RawPage], run_id: int, today: date) ->
 
 @task(cache_policy=NO_CACHE)
 def load_files(
-    wh: Warehouse, files: list[Path], run_id: int, day: date | None, today: date
+    wh: Warehouse,
+    files: list[Path],
+    run_id: int,
+    day: date | None,
+    today: date,
+    as_of: datetime | None = None,
 ) -> list[PageOutcome]:
     """Read and load saved pages, one at a time, one transaction each."""
-    return pipeline.ingest_files(wh, files, run_id, day, today)
+    return pipeline.ingest_files(wh, files, run_id, day, today, as_of)
 
 
 @task(cache_policy=NO_CACHE)
@@ -69,8 +75,11 @@ def daily_digest(
     outbox: str | None = None,
     resend: bool = False,
     wait: float | None = None,
+    as_of: str | None = None,
 ) -> dict[str, object]:
     """Fetch today (and re-fetch recent days) → load → diff → render → deliver.
+
+    `as_of` (ISO time, offline runs only) is when the saved pages were captured.
 
     A warehouse that cannot be opened or written (busy, full disk) ends the run with status
     "failed" and a one-line `error`, not an exception, so no traceback reaches the user.
@@ -79,18 +88,24 @@ def daily_digest(
     day = _day(date, settings)
     try:
         with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
-            return _daily_run(wh, day, settings, offline_dir, resend)
+            return _daily_run(wh, day, settings, offline_dir, resend, _maybe_time(as_of))
     except WarehouseError as exc:
         return failed_result(str(exc))
 
 
 def _daily_run(
-    wh: Warehouse, day: date, settings: Settings, offline_dir: str | None, resend: bool
+    wh: Warehouse,
+    day: date,
+    settings: Settings,
+    offline_dir: str | None,
+    resend: bool,
+    as_of: datetime | None = None,
 ) -> dict[str, object]:
     logger = get_run_logger()
-    run_id = wh.start_run("daily", {"date": day.isoformat(), "offline_dir": offline_dir})
+    params = {"date": day.isoformat(), "offline_dir": offline_dir}
+    run_id = wh.start_run("daily", params | ({"as_of": as_of.isoformat()} if as_of else {}))
     totals = RunTotals()
-    for outcome in _gather_pages(wh, run_id, day, settings, offline_dir):
+    for outcome in _gather_pages(wh, run_id, day, settings, offline_dir, as_of):
         totals.add(outcome)
     if totals.fatal:
         return _stop_run(wh, run_id, totals)
@@ -113,17 +128,28 @@ def _daily_run(
 
 @flow(name="import-pages", log_prints=True)
 def import_pages(
-    paths: list[str], date: str | None = None, db: str | None = None, wait: float | None = None
+    paths: list[str],
+    date: str | None = None,
+    db: str | None = None,
+    wait: float | None = None,
+    as_of: str | None = None,
 ) -> dict[str, object]:
-    """Load saved pages (text, API JSON or HTML) into the warehouse; no email."""
+    """Load saved pages (text, API JSON or HTML) into the warehouse; no email.
+
+    `as_of` (ISO time) is when the pages were saved; without it each page's capture time is
+    settled from the page itself (`flows.capture.settle_capture`).
+    """
     settings = load_settings(db=_path(db), lock_wait=wait)
     day = _maybe_day(date)
+    saved_at = _maybe_time(as_of)
     files = pipeline.saved_page_paths(Path(p) for p in paths)
     try:
         with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
-            run_id = wh.start_run("import", {"paths": paths, "date": date})
+            params = {"paths": paths, "date": date} | ({"as_of": as_of} if as_of else {})
+            run_id = wh.start_run("import", params)
             totals = RunTotals()
-            for outcome in load_files(wh, files, run_id, day, day or settings.today()):
+            today = day or settings.today()
+            for outcome in load_files(wh, files, run_id, day, today, saved_at):
                 totals.add(outcome)
             if totals.fatal:
                 return _stop_run(wh, run_id, totals)
@@ -157,12 +183,17 @@ def _stop_run(wh: Warehouse, run_id: int, totals: RunTotals) -> dict[str, object
 
 
 def _gather_pages(
-    wh: Warehouse, run_id: int, day: date, settings: Settings, offline_dir: str | None
+    wh: Warehouse,
+    run_id: int,
+    day: date,
+    settings: Settings,
+    offline_dir: str | None,
+    as_of: datetime | None = None,
 ) -> list[PageOutcome]:
     """Offline: the saved pages of a folder. Online: today, recent days and gaps, fetched."""
     if offline_dir:
         files = pipeline.saved_page_paths([Path(offline_dir)])
-        return load_files(wh, files, run_id, day, day)
+        return load_files(wh, files, run_id, day, day, as_of)
     days = pipeline.days_to_fetch(wh, day, settings.refetch_days, settings.gap_days)
     outcomes: list[PageOutcome] = []
     fetch_settings = FetchSettings.from_env()
@@ -219,6 +250,10 @@ def _day(value: str | None, settings: Settings) -> date:
 
 def _maybe_day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
+
+
+def _maybe_time(value: str | None) -> datetime | None:
+    return parse_as_of(value) if value else None
 
 
 def _path(value: str | None) -> Path | None:

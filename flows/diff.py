@@ -34,8 +34,12 @@ def compute_diff(
     since_run: int | None = None,
     settings: DiffSettings = DiffSettings(),
 ) -> Digest:
-    """The digest of `run_id`: what is new since `since_run` (default: the run before it)."""
-    as_of = as_of or datetime.now(UTC)
+    """The digest of `run_id`: what is new since `since_run` (default: the run before it).
+
+    `as_of` (default: the newest capture time of the run's pages) is the moment described:
+    ages and gains are measured between capture times, never against the wall clock.
+    """
+    as_of = as_of or wh.captured_through(run_id) or datetime.now(UTC)
     window_start = as_of - timedelta(days=settings.window_days)
     rows = wh.run_query(
         "diff",
@@ -65,6 +69,7 @@ def compute_diff(
         late=tuple(sections["late"]),
         changes=tuple(changes),
         gaps=tuple(wh.gaps(gap_start, digest_date)) if gap_start <= digest_date else (),
+        as_of=as_of,
     )
 
 
@@ -134,6 +139,11 @@ def reason_for(row: dict[str, Any]) -> str:
     section = row["section"]
     if section == "trending" and row["prev_upvotes"] is not None:
         return _gain_reason(row)
+    if section == "trending" and row["capture_estimated"]:
+        return (
+            f"{row['upvotes']} upvotes on the {_day(row['digest_date'])} list "
+            "(first sighting; capture time estimated, so no age is given)"
+        )
     if section == "trending":
         return (
             f"{row['upvotes']} upvotes in its first {_hours(row['hours'])} "
@@ -145,8 +155,11 @@ def reason_for(row: dict[str, Any]) -> str:
 
 
 def _gain_reason(row: dict[str, Any]) -> str:
-    since = row["prev_seen_at"].astimezone(UTC).strftime("%a %H:%M")
-    reason = f"+{row['gain']} upvotes since {since}"
+    if row["prev_capture_estimated"]:
+        reason = f"+{row['gain']} upvotes since an earlier capture (its time is estimated)"
+    else:
+        since = row["prev_captured_at"].astimezone(UTC).strftime("%a %H:%M")
+        reason = f"+{row['gain']} upvotes since {since}"
     if row["prev_rank"] is not None and row["prev_digest_date"] == row["digest_date"]:
         reason += f", #{row['prev_rank']} → #{row['rank']} on {_day(row['digest_date'])}"
     if row["mailed_upvotes"] is not None:

@@ -38,6 +38,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from flows import PROJECT_URL, __version__
+from flows.capture import capture_from_response
 from flows.models import RawPage
 
 log = logging.getLogger(__name__)
@@ -480,6 +481,7 @@ class HFClient:
     ) -> requests.Response:
         self._limiters[kind].acquire(self._sleep)
         log.debug("GET %s", current)
+        requested_at = datetime.now(UTC)
         try:
             response = self._session.get(
                 current,
@@ -489,6 +491,8 @@ class HFClient:
                 stream=True,
             )
             self._read_body(url, response)
+            # When the request went out: the capture time when the Date header is unusable.
+            response.requested_at = requested_at  # type: ignore[attr-defined]
             return response
         except (
             requests.exceptions.ChunkedEncodingError,
@@ -566,16 +570,23 @@ class HFClient:
         modified = response.headers.get("Last-Modified")
         if response.status_code == 304:  # a 304 may omit the validators; ours still hold
             etag, modified = etag or validators[0], modified or validators[1]
+        received_at = datetime.now(UTC)
+        requested_at = getattr(response, "requested_at", received_at)
+        captured_at, basis = capture_from_response(
+            response.headers.get("Date"), requested_at, received_at
+        )
         return RawPage(
             source="api" if kind == "api" else "html",
             location=url,
             body=body,
             digest_date=digest_date,
-            fetched_at=datetime.now(UTC),
+            fetched_at=received_at,
             http_status=response.status_code,
             content_type=response.headers.get("Content-Type"),
             etag=etag,
             last_modified=modified,
+            captured_at=captured_at,
+            capture_basis=basis,
             decoded=decoded,
         )
 

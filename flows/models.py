@@ -35,6 +35,10 @@ class RawPage:
     content_type: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    # When the figures on the page were true (UTC) and how that was found (a key of
+    # flows.capture.CAPTURE_BASES); settled at load when the fetch or import did not say.
+    captured_at: datetime | None = None
+    capture_basis: str | None = None
     # The JSON value of an API body when the fetch client decoded it to check it (numbers as
     # Decimal, as the parser reads them), so the parser need not decode it again. Never
     # archived or compared: the bytes are the page.
@@ -86,6 +90,7 @@ class ParsedPage:
     digest_date: date | None  # the page's own digest date, when it says or was told
     papers: tuple[Paper, ...] = ()
     rejects: tuple[Reject, ...] = ()
+    stated_at: datetime | None = None  # the latest time the page states (it existed by then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,7 @@ class Digest:
     late: tuple[DigestPaper, ...] = ()
     changes: tuple[Change, ...] = ()
     gaps: tuple[date, ...] = ()  # digest dates in the window with no successful page
+    as_of: datetime | None = None  # the newest capture time of the data the diff read
 
     @property
     def is_empty(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from flows.capture import is_estimated
 from flows.models import PageLoad, Paper, ParsedPage, RawPage
 from flows.parse.clean import title_key
 
@@ -62,9 +63,19 @@ class PendingPage:
     stored: PageBytes | None  # None when the page is already archived (a reparse)
     page_id: int
     run_id: int
-    seen_at: datetime
+    seen_at: datetime  # when it was loaded
     papers: list[Paper] = field(default_factory=list)  # de-duplicated, ids resolved
     new_ids: set[str] = field(default_factory=set)  # papers this page brought to the warehouse
+
+    @property
+    def captured_at(self) -> datetime:
+        """When the page's figures were true (its load time until a capture time is settled)."""
+        return self.raw.captured_at or self.seen_at
+
+    @property
+    def capture_estimated(self) -> bool:
+        """True when the capture time is a guess (see flows.capture.CAPTURE_BASES)."""
+        return is_estimated(self.raw.capture_basis or "load-time")
 
     @property
     def n_listed(self) -> int:
@@ -195,6 +206,7 @@ def _first_row(paper: Paper, page: PendingPage, keys: dict[str, str]) -> dict[st
         "first_seen_run": page.run_id,
         "first_digest_date": paper.digest_date or page.parsed.digest_date,
         "last_seen_at": page.seen_at,
+        "first_captured_at": page.captured_at,
     }
 
 
@@ -214,6 +226,8 @@ def _refresh(row: dict[str, Any], paper: Paper, page: PendingPage) -> None:
     if day is not None and (row["first_digest_date"] is None or day < row["first_digest_date"]):
         row["first_digest_date"] = day
     row["last_seen_at"] = max(row["last_seen_at"], page.seen_at)
+    # Pages can load out of capture order (a replay imports a later capture first).
+    row["first_captured_at"] = min(row["first_captured_at"], page.captured_at)
 
 
 _PAPER_TYPES = {
@@ -234,6 +248,7 @@ _PAPER_TYPES = {
     "first_seen_run": pa.int64(),
     "first_digest_date": pa.date32(),
     "last_seen_at": pa.timestamp("us", tz="UTC"),
+    "first_captured_at": pa.timestamp("us", tz="UTC"),
 }
 
 
@@ -265,6 +280,12 @@ def sightings_arrow(pages: list[PendingPage]) -> pa.Table:
             "github_stars": pa.array(col("github_stars"), pa.int32()),
             "github_url": pa.array(col("github_url"), pa.string()),
             "seen_at": pa.array([page.seen_at for page, _ in papers], pa.timestamp("us", tz="UTC")),
+            "captured_at": pa.array(
+                [page.captured_at for page, _ in papers], pa.timestamp("us", tz="UTC")
+            ),
+            "capture_estimated": pa.array(
+                [page.capture_estimated for page, _ in papers], pa.bool_()
+            ),
         }
     )
 
@@ -291,6 +312,11 @@ def pages_arrow(pages: list[PendingPage]) -> pa.Table:
             "last_modified": pa.array(raw("last_modified"), pa.string()),
             "n_entries": pa.array([p.n_listed for p in pages], pa.int32()),
             "n_rejected": pa.array([len(p.parsed.rejects) for p in pages], pa.int32()),
+            "captured_at": pa.array([p.captured_at for p in pages], pa.timestamp("us", tz="UTC")),
+            "capture_basis": pa.array(
+                [p.raw.capture_basis or "load-time" for p in pages], pa.string()
+            ),
+            "capture_estimated": pa.array([p.capture_estimated for p in pages], pa.bool_()),
         }
     )
 

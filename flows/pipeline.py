@@ -135,11 +135,15 @@ def saved_page_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def read_saved_page(path: Path, digest_date: date | None = None) -> RawPage:
+def read_saved_page(
+    path: Path, digest_date: date | None = None, as_of: datetime | None = None
+) -> RawPage:
     """A saved page as a RawPage; an unreadable or oversized file raises PageFormatError.
 
     `digest_date` (the `--date` flag) dates text pages, which do not say their year; API and
     HTML pages carry their own date (`ingest_page` falls back to the flag when they do not).
+    `as_of` (the `--as-of` flag) is when the page was saved; without it the load settles a
+    capture time from the page (`flows.capture.settle_capture`).
     """
     try:
         size = path.stat().st_size
@@ -155,7 +159,10 @@ def read_saved_page(path: Path, digest_date: date | None = None) -> RawPage:
     except PageFormatError:
         source = "text"  # the parse step reports the real reason with the page
     dated = digest_date if source == "text" else None
-    return RawPage(source, str(path), body, dated, datetime.now(UTC))
+    basis = "as-of" if as_of is not None else None
+    return RawPage(
+        source, str(path), body, dated, datetime.now(UTC), captured_at=as_of, capture_basis=basis
+    )
 
 
 # ---- load side ----------------------------------------------------------------------------
@@ -257,16 +264,22 @@ def ingest_pages(
 
 
 def ingest_files(
-    wh: Warehouse, paths: Iterable[Path], run_id: int, day: date | None, today: date
+    wh: Warehouse,
+    paths: Iterable[Path],
+    run_id: int,
+    day: date | None,
+    today: date,
+    as_of: datetime | None = None,
 ) -> list[PageOutcome]:
     """Read and load saved pages one at a time (memory holds one page, not the folder).
 
     A file that cannot be read is quarantined with its real reason (missing, too large…).
+    `as_of` is when the pages were saved (`--as-of`), if the user knows.
     """
     outcomes = []
     for path in paths:
         try:
-            raw = read_saved_page(path, day)
+            raw = read_saved_page(path, day, as_of)
         except PageFormatError as exc:
             unread = RawPage("text", str(path), b"", day, datetime.now(UTC))
             outcomes.append(quarantine(wh, unread, exc, run_id))
@@ -440,7 +453,14 @@ def deliver_run_digest(
         # stopped the run that sent them from recording the digest.
         if report.sent or (report.skipped_already_sent and not wh.digest_recorded(key)):
             items = digest_items(batch_digest)
-            wh.record_digest(key, digest.digest_date, run_id, items, wh.count_sent(key))
+            wh.record_digest(
+                key,
+                digest.digest_date,
+                run_id,
+                items,
+                wh.count_sent(key),
+                captured_at=batch_digest.as_of,
+            )
         if report.sent:
             outcome.destination = _destination(smtp, settings, key, report.sent[0])
     outcome.note = _delivery_note(digest, outcome, settings)

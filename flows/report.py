@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flows.capture import described
 from flows.models import Digest
 from flows.warehouse import WarehouseStatus
 
@@ -32,6 +33,21 @@ def print_status(status: WarehouseStatus, *, as_json: bool = False) -> None:
     for reason, n in status.reject_reasons:
         console.print(f"  rejects: {n} × {reason}")
     console.print(_runs_table(status.recent_runs))
+    _page_lines(console, status.recent_pages)
+
+
+def _page_lines(console: Console, pages: list[dict[str, Any]]) -> None:
+    """The newest pages, each with when it was captured (and whether that is estimated)."""
+    console.print("recent pages (captured: when their figures were true):")
+    for page in pages:
+        console.print(
+            f"  page {page['page_id']} (run {page['run_id']}), {page['digest_date'] or 'undated'}"
+            f", {page['n_entries']} entries: captured "
+            f"{described(page['captured_at'], page['capture_basis'])}, loaded "
+            f"{page['fetched_at']:%Y-%m-%d %H:%M} UTC, {page['location']}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _runs_table(runs: list[dict[str, Any]]) -> Table:

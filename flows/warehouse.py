@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from flows.capture import settle_capture
 from flows.models import PageFormatError, PageLoad, ParsedPage, RawPage, Reject
 from flows.pagebatch import (
     EXCERPT_CHARS,
@@ -101,6 +102,7 @@ class WarehouseStatus:
     recent_runs: list[dict[str, Any]]
     gaps: list[date]
     reject_reasons: list[tuple[str, int]]
+    recent_pages: list[dict[str, Any]] = field(default_factory=list)  # with capture times
 
 
 class Warehouse:
@@ -320,7 +322,11 @@ class Warehouse:
     ) -> list[PageLoad | PendingPage]:
         """Each page as a skipped PageLoad (bytes already loaded) or a PendingPage with its
         new page id, in order."""
-        settled = [(settled_date(raw, parsed), parsed) for raw, parsed in pages]
+        now = utc_now()
+        settled = [
+            (settle_capture(settled_date(raw, parsed), parsed, now), parsed)
+            for raw, parsed in pages
+        ]
         loaded = self._loaded_pages([s.sha256 for s in stored])
         fresh = {
             page_key(raw, s.sha256)
@@ -465,7 +471,7 @@ class Warehouse:
         for page_id in ids:
             row = self._row(
                 "SELECT p.run_id, p.source, p.location, p.digest_date, p.fetched_at, p.http_status,"
-                " p.content_type, p.etag, p.last_modified, a.raw "
+                " p.content_type, p.etag, p.last_modified, a.raw, p.captured_at, p.capture_basis "
                 "FROM pages p JOIN page_archive a USING (page_id) WHERE page_id = $id",
                 {"id": page_id},
             )
@@ -479,6 +485,8 @@ class Warehouse:
                 content_type=row[6],
                 etag=row[7],
                 last_modified=row[8],
+                captured_at=row[10],
+                capture_basis=row[11],
             )
             yield ArchivedPage(page_id, row[0], raw)
 
@@ -574,6 +582,11 @@ class Warehouse:
             {"ids": page_ids},
         )[0]
 
+    def captured_through(self, run_id: int) -> datetime | None:
+        """The newest capture time of the pages `run_id` loaded (or, when it loaded none, of
+        the runs up to it): the moment a diff of that run describes."""
+        return self._row(query_sql("captured_through"), {"run_id": run_id})[0]
+
     def last_delivery(self) -> datetime | None:
         """When the newest digest went out (None if none ever did)."""
         return self._row("SELECT max(delivered_at) FROM digests")[0]
@@ -605,6 +618,7 @@ class Warehouse:
             schema_version=self.schema_version(),
             totals=totals,
             recent_runs=self.run_query("status_recent_runs", {"limit": recent}),
+            recent_pages=self.run_query("status_recent_pages", {"limit": recent}),
             gaps=gaps,
             reject_reasons=[
                 (r["reason"], r["n"])
@@ -620,8 +634,10 @@ class Warehouse:
         items: list[tuple[str, str, int | None]],
         n_recipients: int,
         delivered_at: datetime | None = None,
+        captured_at: datetime | None = None,
     ) -> None:
-        """Remember that a digest went out and which (paper_id, section, upvotes) it carried."""
+        """Remember that a digest went out, which (paper_id, section, upvotes) it carried, and
+        the newest capture time of its data (default: when it went out)."""
         now = delivered_at or utc_now()
         batch = pa.table(
             {
@@ -632,7 +648,7 @@ class Warehouse:
         )
         with self.transaction():
             self.con.execute(
-                "INSERT INTO digests VALUES ($k, $d, $run, $at, $n, $r) "
+                "INSERT INTO digests VALUES ($k, $d, $run, $at, $n, $r, $captured) "
                 "ON CONFLICT DO UPDATE SET n_recipients = excluded.n_recipients",
                 {
                     "k": digest_key,
@@ -641,6 +657,7 @@ class Warehouse:
                     "at": now,
                     "n": len(items),
                     "r": n_recipients,
+                    "captured": captured_at or now,
                 },
             )
             self.con.register("mailed_batch", batch)

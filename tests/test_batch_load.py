@@ -131,13 +131,14 @@ def test_batches_leave_the_rows_of_one_page_at_a_time(one_by_one, tmp_path, chun
 def test_the_sequence_covers_the_folding_rules(one_by_one) -> None:
     [row] = [r for r in one_by_one["papers"] if r[0] == "2601.00001"]
     (_, _, arxiv, title, abstract, authors, n_authors, published, github, _, summary, keywords,
-     organization, first_seen, _, first_digest, last_seen) = row  # fmt: skip
+     organization, first_seen, _, first_digest, last_seen, first_captured) = row  # fmt: skip
     # title and abstract are the latest page's; other fields the latest a page carried
     assert (title, abstract, arxiv) == ("Fold", "Abstract one", "2601.00001")
     assert (authors, n_authors, keywords, summary) == (["A", "B"], 7, ["k"], "S")
     assert (github, organization, published) == ("https://github.com/x/y", "Org", date(2026, 1, 1))
     assert first_digest == date(2026, 1, 2)  # the earliest day any page gave it
     assert last_seen > first_seen
+    assert first_captured == first_seen  # fetched pages: captured when they were requested
 
 
 def test_fold_papers_matches_the_refresh_rules() -> None:

@@ -96,7 +96,14 @@ def test_status_json(loaded_db: Path, capsys) -> None:
         0,
     )
     assert (totals["first_date"], totals["last_date"]) == ("2025-03-11", "2025-11-03")
-    assert status["schema_version"] == 3
+    assert status["schema_version"] == 4
+    # every page with its capture time: text pages say no time, so their digest day's end
+    assert sorted(
+        (p["digest_date"], p["captured_at"], p["capture_basis"]) for p in status["recent_pages"]
+    ) == [
+        (day, f"{day} 23:59:00+00:00", "digest-day")
+        for day in ("2025-03-11", "2025-11-03", "2025-11-03")
+    ]
     assert [r["flow"] for r in status["recent_runs"]] == ["import"]
 
 
@@ -105,6 +112,7 @@ def test_status_for_people(loaded_db: Path, capsys) -> None:
     assert code == 0
     assert "3 pages, 391 papers, 409 sightings, 0 rejects, 0 emails sent" in out
     assert "digest dates: 2025-03-11 → 2025-11-03" in out
+    assert "2025-11-03 23:59 UTC (estimated: digest-day)" in out
 
 
 def test_check_passes_then_fails_on_damage(loaded_db: Path, capsys) -> None:
@@ -122,8 +130,17 @@ def test_diff_json(loaded_db: Path, capsys) -> None:
     )
     assert code == 0
     digest = json.loads(out)
-    assert len(digest["new"]) + len(digest["trending"]) == 391
+    # Saved pages are dated by their digest day (estimated, 23:59 UTC), so the Nov 3 digest
+    # holds the papers of the pages of its week, not the March and July pages loaded with them.
+    with Warehouse.open(loaded_db) as wh:
+        week = wh.con.execute(
+            "SELECT count(DISTINCT paper_id) FROM sightings "
+            "WHERE digest_date > DATE '2025-10-27' AND capture_estimated"
+        ).fetchall()[0][0]
+    assert 0 < week < 391
+    assert len(digest["new"]) + len(digest["trending"]) == week
     assert digest["digest_date"] == "2025-11-03"
+    assert digest["as_of"] == "2025-11-03 23:59:00+00:00"
 
 
 def test_preview_writes_html_and_text(loaded_db: Path, tmp_path: Path, capsys) -> None:

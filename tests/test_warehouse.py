@@ -209,13 +209,32 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(db_path: Path) -> None:
         "INSERT INTO sightings VALUES (1, 1, '2401.00001', $d, 1, 7, NULL, NULL, $t)",
         {"d": DAY, "t": T0},
     )
+    con.execute(
+        "INSERT INTO pages VALUES (1, 1, 'api', 'api', 'old.json', $d, $t, 'sha', 200, NULL, "
+        "NULL, NULL, 1, 0)",
+        {"d": DAY, "t": T0},
+    )
+    con.execute(
+        "INSERT INTO papers VALUES ('2401.00001', 'k', '2401.00001', 'T', 'A', [], NULL, NULL, "
+        "NULL, NULL, NULL, [], NULL, $t, 1, $d, $t)",
+        {"d": DAY, "t": T0},
+    )
     con.close()
     with Warehouse.open(db_path) as wh:
-        assert wh.schema_version() == wh_module.SCHEMA_VERSION == 3
+        assert wh.schema_version() == wh_module.SCHEMA_VERSION == 4
         assert wh.con.execute("SELECT paper_id, upvotes, github_url FROM sightings").fetchall() == [
             ("2401.00001", 7, None)
         ]
         assert wh.send_state("a@b.c", "2025-11-03") is None  # the sends table now exists
+        # version 4: the load time stands in for the capture time, marked estimated
+        assert wh.con.execute(
+            "SELECT captured_at, capture_basis, capture_estimated FROM pages"
+        ).fetchall() == [(T0, "load-time", True)]
+        assert wh.con.execute(
+            "SELECT captured_at, capture_estimated FROM sightings"
+        ).fetchall() == [(T0, True)]
+        assert wh.con.execute("SELECT first_captured_at FROM papers").fetchall() == [(T0,)]
+        assert wh.status().recent_pages[0]["capture_basis"] == "load-time"
 
 
 def test_reparse_rebuilds_identical_rows(db_path: Path) -> None:
@@ -275,7 +294,7 @@ def test_a_second_writer_can_wait_for_the_first(db_path: Path) -> None:
     started = time.monotonic()
     with Warehouse.open(db_path, wait_s=30) as wh:
         assert time.monotonic() - started >= 1.0  # it waited instead of failing
-        assert wh.schema_version() == 3
+        assert wh.schema_version() == 4
     holder.wait()
 
 

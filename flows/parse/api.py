@@ -8,9 +8,11 @@ ignored. The HTML page's props carry the same item shape, so html.py reuses entr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from functools import partial
 
+from flows.capture import stated_time
 from flows.models import ParsedPage, Reject
 from flows.parse.clean import RawEntry, as_date, assemble_page, excerpt_of
 
@@ -20,7 +22,18 @@ def parse_api(items: list[object], *, digest_date: date | None) -> ParsedPage:
     entries = [
         entry_from_item(item, position, digest_date) for position, item in enumerate(items, 1)
     ]
-    return assemble_page("api", digest_date or shared_digest_date(items), entries)
+    page = assemble_page("api", digest_date or shared_digest_date(items), entries)
+    return replace(page, stated_at=stated_time([item_times(item) for item in items]))
+
+
+def item_times(item: object) -> str | None:
+    """The latest of an item's submittedOnDailyAt / publishedAt timestamps (ISO strings)."""
+    paper = item.get("paper") if isinstance(item, dict) else None
+    values = [item.get("publishedAt")] if isinstance(item, dict) else []
+    if isinstance(paper, dict):
+        values += [paper.get("submittedOnDailyAt"), paper.get("publishedAt")]
+    stated = stated_time(values)
+    return stated.isoformat() if stated else None
 
 
 def entry_from_item(item: object, position: int, page_date: date | None) -> RawEntry | Reject:

@@ -19,8 +19,9 @@ from decimal import Decimal
 from bs4 import BeautifulSoup, SoupStrainer
 from bs4.element import Tag
 
+from flows.capture import stated_time
 from flows.models import PageFormatError, ParsedPage, Reject
-from flows.parse.api import entry_from_item
+from flows.parse.api import entry_from_item, item_times
 from flows.parse.clean import RawEntry, as_date, assemble_page, clean_text
 
 _PROPS_MARKER = re.compile(r"""\sdata-target\s*=\s*(["']?)DailyPapers\1[\s/>]""")
@@ -140,7 +141,8 @@ def _parse_props(
         if isinstance(entry, RawEntry) and entry.digest_date is None:
             entry = replace(entry, digest_date=digest_date)
         entries.append(entry)
-    return assemble_page("html", page_day or digest_date, entries)
+    page = assemble_page("html", page_day or digest_date, entries)
+    return replace(page, stated_at=stated_time([props.get("date"), *map(item_times, items)]))
 
 
 def _url_date(text: str) -> date | None:

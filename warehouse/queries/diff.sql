@@ -1,51 +1,68 @@
 -- The diff of one run against history: every paper that belongs in the digest, with its section
 -- and the figures its reason is written from. Only sightings inside the window are read, so the
--- cost follows the window, not the years of history behind it.
+-- cost follows the window, not the years of history behind it. Every time here is a capture
+-- time (when a page's figures were true), never a load time: a replayed or imported page is
+-- measured at the moment it was saved, and `capture_estimated` says when that is a guess.
 --
 -- Parameters: $run_id (the run diffed), $since_run (papers first seen after it are new),
--- $window_start / $as_of (timestamps), $min_gain (upvotes), $trending_limit, $stars_jump.
+-- $window_start / $as_of (capture times), $min_gain (upvotes), $trending_limit, $stars_jump.
 WITH win AS (
     SELECT * FROM sightings
-    WHERE seen_at >= $window_start AND seen_at <= $as_of AND run_id <= $run_id
+    WHERE captured_at >= $window_start AND captured_at <= $as_of AND run_id <= $run_id
 ),
 latest AS (
     SELECT * FROM win
-    QUALIFY row_number() OVER (PARTITION BY paper_id ORDER BY seen_at DESC, page_id DESC) = 1
+    QUALIFY row_number() OVER (PARTITION BY paper_id ORDER BY captured_at DESC, page_id DESC) = 1
 ),
-previous AS (   -- the newest sighting from an earlier run than the latest one
+previous AS (   -- the newest earlier capture from an earlier run than the latest one
     SELECT w.* FROM win w JOIN latest l USING (paper_id)
-    WHERE w.run_id < l.run_id
-    QUALIFY row_number() OVER (PARTITION BY w.paper_id ORDER BY w.seen_at DESC, w.page_id DESC) = 1
+    WHERE w.run_id < l.run_id AND w.captured_at < l.captured_at
+    QUALIFY row_number() OVER (
+        PARTITION BY w.paper_id ORDER BY w.captured_at DESC, w.page_id DESC) = 1
 ),
+-- Mailings count by the run that sent them, not by clock: a replay mails at today's wall
+-- clock what was captured months ago.
 mailed AS (     -- the last time each paper went out, and its upvotes then
-    SELECT paper_id, arg_max(upvotes, mailed_at) AS mailed_upvotes, max(mailed_at) AS mailed_at
-    FROM digest_items
-    WHERE paper_id IN (SELECT paper_id FROM latest) AND mailed_at <= $as_of
-    GROUP BY paper_id
+    SELECT i.paper_id, arg_max(i.upvotes, i.mailed_at) AS mailed_upvotes,
+           max(i.mailed_at) AS mailed_at
+    FROM digest_items i JOIN digests d USING (digest_key)
+    WHERE i.paper_id IN (SELECT paper_id FROM latest) AND d.run_id <= $run_id
+    GROUP BY i.paper_id
 ),
-day_mailed AS ( -- when each digest date's email first went out
-    SELECT digest_date, min(delivered_at) AS delivered_at
+day_mailed AS ( -- the capture time of the data each digest date's first email was built from
+    SELECT digest_date, min(captured_at) AS captured_at
     FROM digests
-    WHERE digest_date >= CAST($window_start AS DATE) - INTERVAL 31 DAY
+    WHERE digest_date >= CAST($window_start AS DATE) - INTERVAL 31 DAY AND run_id <= $run_id
     GROUP BY digest_date
 ),
 facts AS (
     SELECT
         l.paper_id, l.digest_date, l.rank, l.upvotes, l.comments, l.github_stars, l.github_url,
-        l.seen_at,
-        pr.upvotes AS prev_upvotes, pr.rank AS prev_rank, pr.seen_at AS prev_seen_at,
+        l.captured_at, l.capture_estimated,
+        pr.upvotes AS prev_upvotes, pr.rank AS prev_rank, pr.captured_at AS prev_captured_at,
+        pr.capture_estimated AS prev_capture_estimated,
         pr.digest_date AS prev_digest_date, pr.github_url AS prev_github_url,
         pr.github_stars AS prev_github_stars,
         m.mailed_upvotes, m.mailed_at,
-        p.first_seen_run, p.first_seen_at, p.first_digest_date, dm.delivered_at AS day_mailed_at,
+        p.first_seen_run, p.first_captured_at, p.first_digest_date,
+        dm.captured_at AS day_mailed_captured_at,
         p.title, p.abstract, p.arxiv_id, p.authors, p.n_authors, p.published_on, p.project_url,
         p.ai_summary, p.ai_keywords, p.organization,
         l.upvotes - pr.upvotes AS gain,
-        -- hours between the two sightings; a single sighting's age counts from its digest day
-        greatest(epoch(l.seen_at - coalesce(pr.seen_at, CAST(l.digest_date AS TIMESTAMPTZ)))
-                 / 3600.0, 1.0) AS hours,
+        -- hours between the two captures; a single capture's age counts from its listing
+        -- morning (00:00 UTC of its digest day). An estimated capture time of a single
+        -- sighting ranks as at most a day old (the reason states no age for it).
+        greatest(
+            CASE
+                WHEN pr.paper_id IS NOT NULL
+                    THEN epoch(l.captured_at - pr.captured_at) / 3600.0
+                WHEN l.capture_estimated
+                    THEN least(epoch(l.captured_at - CAST(l.digest_date AS TIMESTAMPTZ)) / 3600.0,
+                               24.0)
+                ELSE epoch(l.captured_at - CAST(l.digest_date AS TIMESTAMPTZ)) / 3600.0
+            END, 1.0) AS hours,
         p.first_seen_run > $since_run AND p.first_seen_run <= $run_id AS first_seen_now,
-        m.mailed_at IS NULL AND dm.delivered_at < p.first_seen_at AS is_late
+        m.mailed_at IS NULL AND dm.captured_at < p.first_captured_at AS is_late
     FROM latest l
     JOIN papers p USING (paper_id)
     LEFT JOIN previous pr USING (paper_id)
@@ -78,7 +95,7 @@ SELECT
         WHEN first_seen_now THEN 'new'
     END AS section,
     CASE
-        WHEN github_url IS NOT NULL AND prev_seen_at IS NOT NULL AND prev_github_url IS NULL
+        WHEN github_url IS NOT NULL AND prev_captured_at IS NOT NULL AND prev_github_url IS NULL
             THEN 'code_released'
         WHEN github_stars - prev_github_stars >= $stars_jump THEN 'stars_jump'
     END AS change

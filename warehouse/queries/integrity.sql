@@ -22,4 +22,8 @@ SELECT 'papers never sighted', count(*)
 FROM papers p ANTI JOIN sightings s USING (paper_id)
 UNION ALL
 SELECT 'sends marked sent without a Message-ID', count(*)
-FROM sends WHERE state = 'sent' AND (message_id IS NULL OR message_id = '');
+FROM sends WHERE state = 'sent' AND (message_id IS NULL OR message_id = '')
+UNION ALL
+SELECT 'pages or sightings without a capture time', count(*)
+FROM (SELECT 1 FROM pages WHERE captured_at IS NULL
+      UNION ALL SELECT 1 FROM sightings WHERE captured_at IS NULL);
