@@ -3,8 +3,9 @@
 The synthetic days (weekdays ~40 papers, weekends empty, as on Hugging Face) are served on
 127.0.0.1 with no delay. Each side runs in its own process:
 
-* paperdigest: the real command line (`bench.unthrottled_cli`), 4 workers, Prefect's temporary
-  server (started before the timed command and reported apart), client-side rate limit lifted;
+* paperdigest: the real command line (`bench.timed_cli`), 4 workers, Prefect's temporary
+  server (started before the timed command and reported apart), client-side rate limit lifted
+  with `PAPERDIGEST_RATE_LIMIT=off` (the replay server is a local mirror);
 * baseline: `bench.baseline_backfill`, the least program doing the same fetches and inserts;
 * for `api`, also the same pipeline as plain functions (`bench.plain_backfill`), which splits
   paperdigest's time into its pipeline and Prefect.
@@ -28,6 +29,7 @@ import duckdb
 from bench import synthetic
 from bench.harness import PYTHON, ChildResult, Context, Row, ratio_verdict, run_child
 from bench.servers import DaysServer, days_server, prefect_env
+from bench.timed_cli import RATE_LIMIT_OFF
 
 SECTION = "Backfill"
 FULL_START, FULL_END = date(2023, 1, 1), date(2025, 12, 31)  # three years
@@ -140,7 +142,7 @@ def command_row(
         verdict=verdict,
         peak_mb=ours.process.peak_mb,
         note=f"{timing + '; ' if timing else ''}identical rows: {'yes' if identical else 'NO'} "
-        f"(every run); rate limit lifted "
+        f"(every run); rate limit lifted with PAPERDIGEST_RATE_LIMIT=off "
         f"(the default 500 API calls / 100 pages per 5 min would pace this by design); "
         f"Prefect temporary server start {ours.timings['prefect_warmup_s']:.1f} s not included "
         f"(whole process {ours.process.wall_s:.1f} s)",
@@ -179,7 +181,7 @@ def run_plain(server: DaysServer, source: str, folder: Path) -> Side:
     argv = [PYTHON, "-m", "bench.plain_backfill", str(timings), str(db)]
     argv += [server.start.isoformat(), server.end.isoformat(), source]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERDIGEST_")}
-    env["PAPERDIGEST_HF_URL"] = server.url
+    env |= {"PAPERDIGEST_HF_URL": server.url} | RATE_LIMIT_OFF
     process = run_child(argv, env=env).check(f"plain backfill --source {source}")
     recorded = json.loads(timings.read_text())
     return Side(recorded["command_s"], process, recorded, db)
@@ -198,11 +200,15 @@ def run_baseline(server: DaysServer, source: str, folder: Path) -> Side:
 def run_paperdigest(server: DaysServer, source: str, folder: Path, prefect_home: Path) -> Side:
     """`paperdigest backfill`, in its own process (Prefect's temporary server on prefect_home)."""
     db, timings = _fresh(folder / "paperdigest.duckdb"), folder / "paperdigest.json"
-    env = prefect_env(prefect_home) | {
-        "PAPERDIGEST_HF_URL": server.url,
-        "PAPERDIGEST_SUBSCRIBERS": str(folder / "no-subscribers.json"),
-    }
-    argv = [PYTHON, "-m", "bench.unthrottled_cli", str(timings), "--", "--db", str(db)]
+    env = (
+        prefect_env(prefect_home)
+        | {
+            "PAPERDIGEST_HF_URL": server.url,
+            "PAPERDIGEST_SUBSCRIBERS": str(folder / "no-subscribers.json"),
+        }
+        | RATE_LIMIT_OFF
+    )
+    argv = [PYTHON, "-m", "bench.timed_cli", str(timings), "--", "--db", str(db)]
     argv += ["backfill", "--start", server.start.isoformat(), "--end", server.end.isoformat()]
     argv += ["--source", source, "--workers", "4"]
     process = run_child(argv, env=env).check(f"paperdigest backfill --source {source}")

@@ -72,9 +72,9 @@ def _age_history(seed: Path) -> None:
     with Warehouse.open(seed) as wh:
         params = {"at": yesterday}
         for sql in (
-            "UPDATE sightings SET seen_at = $at",
-            "UPDATE papers SET first_seen_at = $at, last_seen_at = $at",
-            "UPDATE pages SET fetched_at = $at",
+            "UPDATE sightings SET seen_at = $at, captured_at = $at",
+            "UPDATE papers SET first_seen_at = $at, last_seen_at = $at, first_captured_at = $at",
+            "UPDATE pages SET fetched_at = $at, captured_at = $at",
         ):
             wh.con.execute(sql, params)
 

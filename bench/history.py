@@ -237,16 +237,17 @@ INSERT INTO pages
 SELECT page_id, run_id, 'api', 'api',
        'http://127.0.0.1/api/daily_papers?date=' || digest_date || '&limit=100&p=0',
        digest_date, fetched_at, sha256(page_id::VARCHAR), 200, 'application/json', NULL, NULL,
-       n_entries, 0
+       n_entries, 0, fetched_at, 'date-header', false
 FROM batch ORDER BY page_id;
 INSERT INTO page_archive SELECT page_id, 'zlib', 2, $placeholder FROM batch ORDER BY page_id;
 INSERT INTO day_loads
 SELECT digest_date, 'api', run_id, fetched_at, 1, n_entries FROM batch ORDER BY page_id;
 """
 SIGHTINGS_SQL = """
-INSERT INTO sightings (run_id, page_id, paper_id, digest_date, rank, upvotes, comments, seen_at)
+INSERT INTO sightings (run_id, page_id, paper_id, digest_date, rank, upvotes, comments, seen_at,
+                       captured_at, capture_estimated)
 SELECT p.run_id, b.page_id, b.paper_id, p.digest_date, b.position + 1, b.upvotes, b.position % 7,
-       p.fetched_at
+       p.fetched_at, p.captured_at, false
 FROM batch b JOIN pages p USING (page_id)
 ORDER BY b.page_id, b.position
 """
@@ -254,7 +255,7 @@ PAPERS_SQL = """
 INSERT INTO papers
 SELECT b.paper_id, b.title_key, b.arxiv_id, b.title, b.abstract, b.authors, b.n_authors,
        b.published_on, b.github_url, b.project_url, b.ai_summary, b.ai_keywords, b.organization,
-       s.first_seen_at, s.first_seen_run, b.digest_date, s.last_seen_at
+       s.first_seen_at, s.first_seen_run, b.digest_date, s.last_seen_at, s.first_seen_at
 FROM batch b
 JOIN (SELECT paper_id, min(seen_at) AS first_seen_at, min(run_id) AS first_seen_run,
              max(seen_at) AS last_seen_at
@@ -265,7 +266,7 @@ UPDATE sightings s SET github_url = p.github_url FROM papers p WHERE p.paper_id 
 DIGESTS_SQL = """
 INSERT INTO digests
 SELECT digest_key, CAST(digest_key AS DATE), r.run_id, r.started_at + INTERVAL 5 MINUTE,
-       count(*), 1
+       count(*), 1, r.started_at
 FROM batch b JOIN runs r ON r.params->>'date' = b.digest_key
 GROUP BY ALL;
 INSERT INTO digest_items

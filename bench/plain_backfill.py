@@ -3,8 +3,8 @@
 It does what `flows.backfill.backfill` does for days not yet complete (fetch and parse the
 same batches of days on 4 threads sharing one client, load each batch in one transaction in
 this thread and mark its days complete, record the run), with a thread pool instead of
-Prefect tasks. The client-side rate
-limit is lifted as for the benchmarked command.
+Prefect tasks. The client-side rate limit is lifted as for the benchmarked command, by the
+caller's PAPERDIGEST_RATE_LIMIT=off.
 
     python -m bench.plain_backfill TIMINGS.json DB START END api|html
 """
@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as a plain script from any directory
     sys.path.insert(0, str(ROOT))
 
-from bench.unthrottled_cli import LIFTED_LIMIT  # noqa: E402
 from flows import pipeline  # noqa: E402
 from flows.backfill import batches_in_flight, batches_of  # noqa: E402
 from flows.fetch import FetchSettings, HFClient  # noqa: E402
@@ -36,7 +35,7 @@ def run_backfill(db: Path, start: date, end: date, source: str) -> dict[str, int
     """Fetch and load every day of [start, end]; returns loaded/failed/entries counts."""
     days = [start + timedelta(n) for n in range((end - start).days + 1)]
     counts = {"loaded": 0, "failed": 0, "entries": 0}
-    settings = FetchSettings.from_env(api_per_5min=LIFTED_LIMIT, pages_per_5min=LIFTED_LIMIT)
+    settings = FetchSettings.from_env()  # PAPERDIGEST_RATE_LIMIT=off from the caller
     with Warehouse.open(db) as wh:
         run_id = wh.start_run("backfill", {"start": str(start), "end": str(end), "source": source})
         done = wh.complete_days(start, end, source)

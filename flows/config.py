@@ -7,6 +7,7 @@ the table and this module agree.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ ENV_VARS = {
     "PAPERDIGEST_UNSUBSCRIBE_URL": "unsubscribe_url",
     "PAPERDIGEST_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "PAPERDIGEST_TASK_RETRY_DELAY": "task_retry_delay",
+    "PAPERDIGEST_RATE_LIMIT": "rate_limit",
 }
 
 
@@ -71,6 +73,9 @@ class Settings:
     smtp_block: str | None = None  # a Prefect EmailServerCredentials block to send with
     unsubscribe_url: str | None = None  # https URL; "{address}" is replaced by the reader's
     unsubscribe_mailto: str | None = None  # address that takes "unsubscribe" mails
+    # Client-side request budget per 5 minutes: "api=500,pages=100" (the default), or "off";
+    # lifting or raising it is refused against huggingface.co (flows.fetch reads it).
+    rate_limit: str | None = None
 
     @property
     def subscribers_path(self) -> Path:
@@ -101,7 +106,9 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
         raw = environ.get(var)
         if raw:
             values[name] = _convert(var, raw, types[name])
-    return Settings(**values).with_overrides(**overrides)
+    settings = Settings(**values).with_overrides(**overrides)
+    check_rate_limit(settings.rate_limit, environ)
+    return settings
 
 
 def zone(name: str) -> ZoneInfo:
@@ -125,6 +132,20 @@ def _convert(var: str, raw: str, kind: str) -> Any:
     except ValueError as exc:
         raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from exc
     return raw
+
+
+def check_rate_limit(value: str | None, environ: Mapping[str, str]) -> None:
+    """Refuse a malformed rate limit, or one lifted or raised against huggingface.co."""
+    if not value:
+        return
+    from flows.fetch import ENV_BASE_URL, FetchSettings, parse_rate_limit
+
+    try:
+        limits = parse_rate_limit(value)
+        base_url = environ.get(ENV_BASE_URL, "").strip()
+        FetchSettings(**limits, **({"base_url": base_url} if base_url else {}))
+    except ValueError as exc:
+        raise ConfigError(f"PAPERDIGEST_RATE_LIMIT={value!r}: {exc}") from None
 
 
 def _validated(settings: Settings) -> Settings:

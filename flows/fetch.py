@@ -50,6 +50,9 @@ ENV_BASE_URL = "PAPERDIGEST_HF_URL"
 ENV_TOKEN = "HF_TOKEN"
 ENV_READ_TIMEOUT = "PAPERDIGEST_HTTP_TIMEOUT"
 ENV_RETRIES = "PAPERDIGEST_HTTP_RETRIES"
+ENV_RATE_LIMIT = "PAPERDIGEST_RATE_LIMIT"
+DEFAULT_API_PER_5MIN, DEFAULT_PAGES_PER_5MIN = 500, 100
+PROTECTED_HOST = "huggingface.co"  # its own limits; a mirror or replay server may lift ours
 
 API_PATH = "/api/daily_papers"
 HTML_PATHS = {
@@ -92,10 +95,11 @@ class FetchSettings:
     max_retries: int = 5
     backoff_factor: float = 0.5
     retry_after_cap: float = 60.0
-    api_per_5min: int = 500
-    pages_per_5min: int = 100
+    api_per_5min: int = DEFAULT_API_PER_5MIN
+    pages_per_5min: int = DEFAULT_PAGES_PER_5MIN
     page_limit: int = 100
     rate_window_s: float = 300.0  # the limits above apply per window; tests shorten it
+    rate_limited: bool = True  # False (`PAPERDIGEST_RATE_LIMIT=off`): no client-side limit
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -110,11 +114,24 @@ class FetchSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_retries < 0 or self.backoff_factor < 0:
             raise ValueError("max_retries and backoff_factor must not be negative")
+        if is_protected_host(self.base_url) and (
+            not self.rate_limited
+            or self.api_per_5min > DEFAULT_API_PER_5MIN
+            or self.pages_per_5min > DEFAULT_PAGES_PER_5MIN
+        ):
+            raise ValueError(
+                f"the rate limit may be lifted or raised only for a mirror, not {PROTECTED_HOST}"
+            )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> FetchSettings:
-        """Settings from PAPERDIGEST_HF_URL, HF_TOKEN, PAPERDIGEST_HTTP_TIMEOUT/_RETRIES."""
-        values: dict[str, Any] = {}
+        """Settings from PAPERDIGEST_HF_URL, HF_TOKEN, PAPERDIGEST_HTTP_TIMEOUT/_RETRIES and
+        PAPERDIGEST_RATE_LIMIT."""
+        rate_limit = os.environ.get(ENV_RATE_LIMIT, "")
+        try:
+            values: dict[str, Any] = parse_rate_limit(rate_limit)
+        except ValueError as exc:
+            raise ValueError(f"{ENV_RATE_LIMIT}={rate_limit!r}: {exc}") from None
         if base_url := os.environ.get(ENV_BASE_URL, "").strip():
             values["base_url"] = base_url
         if token := os.environ.get(ENV_TOKEN, "").strip():
@@ -124,6 +141,30 @@ class FetchSettings:
         if (retries := _env_number(ENV_RETRIES, int)) is not None:
             values["max_retries"] = retries
         return cls(**(values | overrides))
+
+
+def parse_rate_limit(text: str) -> dict[str, Any]:
+    """`PAPERDIGEST_RATE_LIMIT` as FetchSettings fields: "" (the defaults), "off", or
+    "api=N,pages=M" (requests per 5 minutes; either may be left out). ValueError if malformed."""
+    value = text.strip().lower()
+    if not value:
+        return {}
+    if value == "off":
+        return {"rate_limited": False}
+    names = {"api": "api_per_5min", "pages": "pages_per_5min"}
+    fields: dict[str, Any] = {}
+    for part in value.split(","):
+        name, _, number = part.partition("=")
+        if name.strip() not in names or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError("expected 'off' or e.g. 'api=500,pages=100' (requests per 5 minutes)")
+        fields[names[name.strip()]] = int(number)
+    return fields
+
+
+def is_protected_host(base_url: str) -> bool:
+    """True for huggingface.co itself (and its subdomains), whose rate limit we keep to."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == PROTECTED_HOST or host.endswith("." + PROTECTED_HOST)
 
 
 def _env_number(name: str, kind: type[int] | type[float]) -> int | float | None:
@@ -220,6 +261,14 @@ class SlidingWindowLimiter:
             return max(self._stamps[0] + self.window_s - now, 1e-3)
 
 
+class Unlimited:
+    """A limiter that never waits (`PAPERDIGEST_RATE_LIMIT=off`, mirrors only)."""
+
+    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> float:
+        """Take a slot at once."""
+        return 0.0
+
+
 # One limiter per (origin, kind) for the whole process, so every client and thread shares it.
 _LIMITERS: dict[tuple[str, str], SlidingWindowLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
@@ -255,7 +304,7 @@ class PoliteRetry(Retry):
         self,
         *args: Any,
         retry_after_cap: float = 60.0,
-        limiter: SlidingWindowLimiter | None = None,
+        limiter: SlidingWindowLimiter | Unlimited | None = None,
         sleep_fn: Callable[[float], None] = time.sleep,
         **kwargs: Any,
     ) -> None:
@@ -291,7 +340,9 @@ class PoliteRetry(Retry):
 
 
 def _retry_policy(
-    settings: FetchSettings, limiter: SlidingWindowLimiter, sleep: Callable[[float], None]
+    settings: FetchSettings,
+    limiter: SlidingWindowLimiter | Unlimited,
+    sleep: Callable[[float], None],
 ) -> PoliteRetry:
     return PoliteRetry(
         total=settings.max_retries,
@@ -348,10 +399,12 @@ class HFClient:
         self._sleep = sleep
         self._origin = _origin(settings.base_url)
         window = settings.rate_window_s
-        self._limiters = {
+        self._limiters: dict[str, SlidingWindowLimiter | Unlimited] = {
             "api": shared_limiter(self._origin, "api", settings.api_per_5min, window, clock),
             "page": shared_limiter(self._origin, "page", settings.pages_per_5min, window, clock),
         }
+        if not settings.rate_limited:  # a mirror or replay server: no client-side limit
+            self._limiters = {"api": Unlimited(), "page": Unlimited()}
         self._session = self._new_session()
 
     def __repr__(self) -> str:
