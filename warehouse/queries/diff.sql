@@ -14,25 +14,27 @@ latest AS (
     SELECT * FROM win
     QUALIFY row_number() OVER (PARTITION BY paper_id ORDER BY captured_at DESC, page_id DESC) = 1
 ),
-previous AS (   -- the newest earlier capture from an earlier run than the latest one
+previous AS (   -- the newest capture from an earlier run, no later than the latest one
+                -- (two estimated captures of one day's list can share a time)
     SELECT w.* FROM win w JOIN latest l USING (paper_id)
-    WHERE w.run_id < l.run_id AND w.captured_at < l.captured_at
+    WHERE w.run_id < l.run_id AND w.captured_at <= l.captured_at
     QUALIFY row_number() OVER (
         PARTITION BY w.paper_id ORDER BY w.captured_at DESC, w.page_id DESC) = 1
 ),
--- Mailings count by the run that sent them, not by clock: a replay mails at today's wall
--- clock what was captured months ago.
+-- Mailings count by the run that sent them, not by clock (a replay mails at today's wall
+-- clock what was captured months ago), and only earlier runs' count: diffing a run again after
+-- its email went out gives the digest it mailed.
 mailed AS (     -- the last time each paper went out, and its upvotes then
     SELECT i.paper_id, arg_max(i.upvotes, i.mailed_at) AS mailed_upvotes,
            max(i.mailed_at) AS mailed_at
     FROM digest_items i JOIN digests d USING (digest_key)
-    WHERE i.paper_id IN (SELECT paper_id FROM latest) AND d.run_id <= $run_id
+    WHERE i.paper_id IN (SELECT paper_id FROM latest) AND d.run_id < $run_id
     GROUP BY i.paper_id
 ),
 day_mailed AS ( -- the capture time of the data each digest date's first email was built from
     SELECT digest_date, min(captured_at) AS captured_at
     FROM digests
-    WHERE digest_date >= CAST($window_start AS DATE) - INTERVAL 31 DAY AND run_id <= $run_id
+    WHERE digest_date >= CAST($window_start AS DATE) - INTERVAL 31 DAY AND run_id < $run_id
     GROUP BY digest_date
 ),
 facts AS (
