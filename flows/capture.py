@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_to_datetime
 
-from flows.models import ParsedPage, RawPage
+from flows.models import PageFormatError, ParsedPage, RawPage
 
 # How each capture time was found, and whether it is an estimate (a reason built on an
 # estimated time says so, or leaves out the figure it cannot support).
@@ -108,6 +108,19 @@ def settle_capture(raw: RawPage, parsed: ParsedPage, loaded_at: datetime) -> Raw
     if stated is not None:
         return replace(raw, captured_at=stated, capture_basis="page")
     return replace(raw, captured_at=loaded_at, capture_basis="load-time")
+
+
+def check_stated_capture(raw: RawPage, parsed: ParsedPage) -> None:
+    """Refuse a page whose `--as-of` is before its own list opened: that capture cannot be."""
+    day = parsed.digest_date or raw.digest_date
+    if raw.capture_basis != "as-of" or raw.captured_at is None or day is None:
+        return
+    if raw.captured_at < listing_start(day):
+        raise PageFormatError(
+            raw.location,
+            f"--as-of {raw.captured_at:%Y-%m-%d %H:%M} UTC is before its {day} list opened "
+            "(00:00 UTC)",
+        )
 
 
 def described(captured_at: datetime | None, basis: str | None) -> str:

@@ -150,7 +150,10 @@ def reason_for(row: dict[str, Any]) -> str:
             "(first sighting: ranked by upvotes for its age, no earlier figure to compare)"
         )
     if section == "late":
-        return f"added to the {_day(row['first_digest_date'])} list after that day's email went out"
+        reason = (
+            f"added to the {_day(row['first_digest_date'])} list after that day's email went out"
+        )
+        return reason + (" (capture time estimated)" if row["capture_estimated"] else "")
     return f"new on the {_day(row['digest_date'])} list" if row["digest_date"] else "new"
 
 

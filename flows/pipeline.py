@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from flows.capture import check_stated_capture
 from flows.config import Settings
 from flows.deliver import (
     DeliveryReport,
@@ -200,6 +201,7 @@ def prepare_page(
         if parsed.digest_date is None and fallback_date is not None:
             raw = replace(raw, digest_date=fallback_date)
             parsed = parse_raw(raw, today)
+        check_stated_capture(raw, parsed)
     except PageFormatError as exc:
         return ReadyPage(replace(raw, decoded=None), error=exc)
     # The decoded JSON has served; it is several times the body's size, so it goes.

@@ -175,6 +175,19 @@ def test_a_saved_page_is_estimated_at_the_end_of_its_day_or_a_later_stated_time(
     assert _settled(stated, late) == (NOW, "as-of")
 
 
+def test_an_as_of_before_the_list_opened_is_refused(db_path: Path) -> None:
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("import")
+        too_early = datetime(2026, 8, 12, 23, 0, tzinfo=UTC)
+        outcome = ingest_page(wh, read_saved_page(AUG13, as_of=too_early), run)
+        assert outcome.error == (
+            f"{AUG13}: --as-of 2026-08-12 23:00 UTC is before its 2026-08-13 list opened "
+            "(00:00 UTC)"
+        )
+        assert wh.con.execute("SELECT count(*) FROM pages").fetchall() == [(0,)]
+        assert wh.con.execute("SELECT count(*) FROM rejects").fetchall() == [(1,)]
+
+
 # ---- kept through reparse --------------------------------------------------------------------
 
 

@@ -54,19 +54,21 @@ def query(db: Path, sql: str, params: dict[str, Any] | None = None) -> list[tupl
 
 # What "the same final rows" means after a crash and a re-run. Identity columns that only say
 # *when* or *by which run* something happened (page_id, run_id, seen_at, fetched_at, first_seen_*,
-# last_seen_at, sent_at, attempts) legitimately differ, so rows are compared by what they say:
-# the page (by location and content hash) each sighting came from, every paper field, each reject,
-# each completed day, each send with its Message-ID, each mailed digest and its items.
+# last_seen_at, captured_at, first_captured_at, sent_at, attempts) legitimately differ (how a
+# capture time was found, and whether it is estimated, may not), so rows are compared by what
+# they say: the page (by location and content hash) each sighting came from, every paper field,
+# each reject, each completed day, each send with its Message-ID, each mailed digest and its items.
 # Page-level refusals (rejects with page_id NULL) are a per-run log ("this run met this bad
 # file"), so they are compared as a set: a re-run that meets the file again may log it again.
 SNAPSHOT_SQL = {
     "pages": "SELECT location, digest_date, source, fmt, content_sha256, http_status,"
-    " n_entries, n_rejected FROM pages",
+    " n_entries, n_rejected, capture_basis, capture_estimated FROM pages",
     "page_archive": "SELECT p.location, p.digest_date, a.raw_size, md5(a.raw) FROM page_archive a"
     " JOIN pages p USING (page_id)",
-    "papers": "SELECT * EXCLUDE (first_seen_at, first_seen_run, last_seen_at) FROM papers",
+    "papers": "SELECT * EXCLUDE (first_seen_at, first_seen_run, last_seen_at, first_captured_at)"
+    " FROM papers",
     "sightings": "SELECT p.location, p.content_sha256, s.paper_id, s.digest_date, s.rank,"
-    " s.upvotes, s.comments, s.github_stars, s.github_url FROM sightings s"
+    " s.upvotes, s.comments, s.github_stars, s.github_url, s.capture_estimated FROM sightings s"
     " JOIN pages p USING (page_id)",
     "entry_rejects": "SELECT location, position, reason, excerpt FROM rejects"
     " WHERE page_id IS NOT NULL",
