@@ -17,7 +17,6 @@ The SMTP password is never logged, never in a repr, never in an error message.
 from __future__ import annotations
 
 import base64
-import email.policy
 import hashlib
 import logging
 import os
@@ -37,7 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from flows.models import Digest, Recipient, RenderedEmail
-from flows.outgoing import OutgoingMessage, encode_message
+from flows.outgoing import HEADER_POLICY, OutgoingMessage, encode_message
 from flows.render import RenderSettings, Unsubscribe, render_digest, unsubscribe_for
 
 log = logging.getLogger("paperdigest.deliver")
@@ -51,10 +50,9 @@ SEND_BATCH = 50
 # Below this many messages per connection, another connection costs more than it saves.
 MESSAGES_PER_CONNECTION = 25
 
-# Headers may be up to 998 characters: the default 78 would turn a long List-Unsubscribe URL
-# into RFC 2047 encoded words that no client can follow. Bodies are encoded before this
-# policy is set, so quoted-printable lines stay within 76 characters.
-HEADER_POLICY = _HEADER_POLICY = email.policy.default.clone(max_line_length=998)
+# Headers may be up to 998 characters (flows.outgoing.HEADER_POLICY). Bodies are encoded before
+# this policy is set, so quoted-printable lines stay within 76 characters.
+_HEADER_POLICY = HEADER_POLICY
 _DIGEST_KEY = re.compile(r"\d{4}-(\d{2}-\d{2}|W\d{2})(#[a-z0-9-]+)?")
 _ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")

@@ -16,7 +16,7 @@ from deliver_fakes import typical_digest
 
 from flows.deliver import HEADER_POLICY, OutboxTransport, build_message, message_id_for
 from flows.models import RenderedEmail
-from flows.outgoing import encode_message
+from flows.outgoing import encode_message, folded_header, header_line
 from flows.render import RenderSettings, Unsubscribe, render_digest
 from flows.warehouse import Warehouse
 
@@ -164,3 +164,37 @@ def test_a_failed_batch_write_leaves_no_row(tmp_path: Path) -> None:
         with pytest.raises(Exception):  # noqa: B017 - the NOT NULL constraint of DuckDB
             wh.mark_pending_many("2026-08-14", [("a@example.org", "<a@x>"), ("b@x.org", None)])
         assert wh.send_states(["a@example.org", "b@x.org"], "2026-08-14") == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("To", "alice@example.org"),
+        ("To", "a.b+tag_x@mail.example.org"),
+        ("To", "o'brien@example.org"),
+        ("Message-ID", "<paperdigest.2026-08-14.abc123@papers.example.org>"),
+        ("Message-ID", "<paperdigest.2026-08-14-resend-20260814t070000.abc@x.org>"),
+        ("List-Unsubscribe", "<https://x.org/u?address=a%40b.c&k=1>, <mailto:u@x.org?subject=u>"),
+        ("List-Unsubscribe", "<https://x.org/" + "a" * 300 + ">"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Auto-Submitted", "auto-generated"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", 'multipart/alternative; boundary="=_paperdigest_0123abcd"'),
+    ],
+)
+def test_headers_written_as_given_are_what_the_email_package_writes(name, value) -> None:
+    assert header_line(name, value) == folded_header(name, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("To", "odd..dots@example.org"),  # not a dot-atom: the email package decides
+        ("To", "jörg@example.org"),
+        ("List-Unsubscribe", "<https://x.org/=?utf-8?q?x?=>"),
+        ("Subject", "Daily Papers · Fri Aug 14"),
+        ("From", "Papers, daily <papers@x.org>"),
+    ],
+)
+def test_other_headers_go_through_the_email_package(name, value) -> None:
+    assert header_line(name, value) == folded_header(name, value)
