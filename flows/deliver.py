@@ -8,6 +8,12 @@ Exactly once, per (recipient, digest key):
 3. nothing yet                       → `mark_pending` with the deterministic Message-ID, send,
    `mark_sent`.
 
+At scale this runs a batch of readers at a time (`SEND_BATCH`): one ledger read, the batch
+marked pending in one transaction, handed over (on a few SMTP connections at once), then marked
+sent in one transaction. A crash in between leaves the batch pending: the next run re-sends that
+batch, each message with its own Message-ID again, and nothing else. Messages are encoded once
+(flows.outgoing), and the next batch renders while one is handed over.
+
 Configuration comes from the environment (`SmtpSettings.from_env`) or from a Prefect
 `EmailServerCredentials` block (`smtp_settings_from_block`, which imports Prefect lazily so
 this module stays importable without it). With no SMTP host, mail goes to a local outbox.
@@ -48,7 +54,7 @@ STATE_PENDING, STATE_SENT, STATE_FAILED = "pending", "sent", "failed"
 # commit re-sends at most this many messages (each with its Message-ID, so clients fold them).
 SEND_BATCH = 50
 # Below this many messages per connection, another connection costs more than it saves.
-MESSAGES_PER_CONNECTION = 25
+MESSAGES_PER_CONNECTION = 10
 
 # Headers may be up to 998 characters (flows.outgoing.HEADER_POLICY). Bodies are encoded before
 # this policy is set, so quoted-printable lines stay within 76 characters.

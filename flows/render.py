@@ -329,7 +329,12 @@ def _first_field_matching(paper: DigestPaper, keyword: str) -> str | None:
     pattern = _keyword_pattern(keyword)
     if pattern is None:
         return None
-    text, field_ends = _searchable(paper)
+    text, field_ends, ascii_lower = _searchable(paper)
+    # All-ASCII text and keyword: case-insensitive means ASCII case, so the first word must
+    # appear as a plain substring. Most pairs fail here, at memchr speed.
+    ascii_only = ascii_lower is not None and keyword.isascii()
+    if ascii_only and keyword.split()[0].lower() not in (ascii_lower or ""):
+        return None
     found = pattern.search(text)  # the leftmost hit is in the first field that has one
     if found is None:
         return None
@@ -337,8 +342,9 @@ def _first_field_matching(paper: DigestPaper, keyword: str) -> str | None:
 
 
 @lru_cache(maxsize=1024)
-def _searchable(paper: DigestPaper) -> tuple[str, tuple[tuple[int, str], ...]]:
-    """The paper's title, keywords, authors and abstract in one string, and where each ends.
+def _searchable(paper: DigestPaper) -> tuple[str, tuple[tuple[int, str], ...], str | None]:
+    """The paper's title, keywords, authors and abstract in one string, where each ends, and
+    the string in lower case when it is all ASCII (else None).
 
     Texts are joined by NUL: not a word character (a start-of-word match after it still
     counts) and not whitespace or a hyphen (no phrase can match across two texts).
@@ -353,7 +359,7 @@ def _searchable(paper: DigestPaper) -> tuple[str, tuple[tuple[int, str], ...]]:
     for name, texts in fields:
         text += "\0" + "\0".join(texts)
         field_ends.append((len(text), name))
-    return text, tuple(field_ends)
+    return text, tuple(field_ends), text.lower() if text.isascii() else None
 
 
 def _keyword_in(keyword: str, text: str) -> bool:

@@ -892,3 +892,19 @@ def test_smtp_connections_come_from_the_environment() -> None:
         SmtpSettings.from_env({**env, "PAPERDIGEST_SMTP_CONNECTIONS": "many"})
     with pytest.raises(ValueError, match="1 to 16"):
         SmtpSettings.from_env({**env, "PAPERDIGEST_SMTP_CONNECTIONS": "0"})
+
+
+def test_a_server_found_down_while_the_next_batch_renders_stops_that_batch_too(
+    client_tls,
+) -> None:
+    """Batches overlap (the next renders while one is handed over): a server that proves
+    unreachable in the first batch leaves the later ones "not attempted", with no ledger row,
+    exactly as one reader at a time would."""
+    ledger = MemoryLedger()
+    down = harness_for(free_port(), client_tls, ledger=ledger)
+    report = down.run([ALICE, BOB, CAROL], batch_size=1)
+    assert [who for who, _ in report.failed] == [ALICE, BOB, CAROL]
+    assert "cannot reach 127.0.0.1" in report.failed[0][1]
+    assert all(why.startswith("not attempted: ") for _, why in report.failed[1:])
+    assert ledger.state(ALICE, "2026-08-14") == "failed"
+    assert ledger.state(BOB, "2026-08-14") is None and ledger.state(CAROL, "2026-08-14") is None
