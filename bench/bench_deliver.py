@@ -143,7 +143,7 @@ def smtp_row(digest: Digest, recipients: list[Recipient], folder: Path) -> Row:
         floor = timed(lambda: _send_one_message_n_times(digest, recipients, floor_sink.port))
     row = _delivery_row("SMTP", recipients, seconds, floor, delivered.get("largest", 0))
     row.note += f"; the server accepted {delivered.get('messages', 0):,} messages"
-    row.missed = delivered.get("messages") != len(recipients)
+    row.missed = row.missed or delivered.get("messages") != len(recipients)
     return row
 
 
