@@ -9,6 +9,8 @@ Delivery goes through `deliver_digest` with a real `Warehouse` as the exactly-on
 
 Baseline: the floor of each transport, one message rendered once and handed over N times
 (written with the same atomic write, or sent with plain smtplib on one connection).
+Targets (issue 16): 1,000 emails in at most 5 s to the outbox and 10 s over SMTP. Every row
+starts with render's caches cleared, as a delivery run starts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bench.harness import Context, Row, peak_rss_mb, timed
 from bench.history import history_for
 from bench.servers import HOST, smtp_sink
 from flows.deliver import (
+    SEND_BATCH,
     OutboxTransport,
     SmtpSettings,
     SmtpTransport,
@@ -32,11 +35,12 @@ from flows.deliver import (
     message_id_for,
 )
 from flows.models import Digest, Recipient, Topics
-from flows.render import Unsubscribe, render_digest, render_fitted
+from flows.render import Unsubscribe, clear_caches, render_digest, render_fitted
 from flows.warehouse import Warehouse
 
 SECTION = "Render & deliver"
 SENDER = "digest@paperdigest.test"
+TARGET_S = {"outbox": 5.0, "SMTP": 10.0}  # for 1,000 emails; scaled runs get a scaled target
 LIST_ID = "papers.paperdigest.test"
 
 
@@ -86,6 +90,7 @@ def _pick(words: list[str], seed: int, count: int) -> tuple[str, ...]:
 def render_row(digest: Digest, recipients: list[Recipient]) -> Row:
     """render_digest for every recipient, no delivery."""
     sizes: list[int] = []
+    clear_caches()
     seconds = timed(lambda: sizes.extend(_render_all(digest, recipients)))
     full = render_fitted(digest).html_bytes
     return Row(
@@ -138,7 +143,7 @@ def smtp_row(digest: Digest, recipients: list[Recipient], folder: Path) -> Row:
         floor = timed(lambda: _send_one_message_n_times(digest, recipients, floor_sink.port))
     row = _delivery_row("SMTP", recipients, seconds, floor, delivered.get("largest", 0))
     row.note += f"; the server accepted {delivered.get('messages', 0):,} messages"
-    row.missed = delivered.get("messages") != len(recipients)
+    row.missed = row.missed or delivered.get("messages") != len(recipients)
     return row
 
 
@@ -155,6 +160,7 @@ def _send_one_message_n_times(digest: Digest, recipients: list[Recipient], port:
 def _deliver(digest: Digest, recipients: list[Recipient], transport: object, db: Path) -> float:
     """Seconds deliver_digest takes, with a fresh warehouse as the ledger; checks every send."""
     db.unlink(missing_ok=True)
+    clear_caches()
     with Warehouse.open(db) as ledger:
         began = datetime.now(UTC)
         seconds = timed(
@@ -197,15 +203,19 @@ def _delivery_row(
     where: str, recipients: list[Recipient], seconds: float, floor: float, largest: int
 ) -> Row:
     n = len(recipients)
+    target = TARGET_S[where] * n / 1000
+    met = seconds <= target
     return Row(
         SECTION,
         f"deliver {n:,} emails with topic filters → {where}",
-        f"{n / seconds:,.0f} emails/s; largest email {largest / 1000:.0f} KB",
+        f"{seconds:.1f} s: {n / seconds:,.0f} emails/s; largest email {largest / 1000:.0f} KB",
         baseline=f"one ready message handed over {n:,}×: {n / floor:,.0f} emails/s",
-        verdict="no target",
+        verdict=f"≤ {target:g} s: {seconds:.1f} s {'✅ met' if met else '❌ missed'}",
         peak_mb=peak_rss_mb(),
-        note="render, MIME build and exactly-once ledger (a DuckDB warehouse) per recipient",
-        figures={"emails_per_s": n / seconds, "largest_bytes": float(largest)},
+        note="render and encode per recipient; exactly-once ledger (a DuckDB warehouse) "
+        f"written a batch of {SEND_BATCH} at a time",
+        missed=not met,
+        figures={"seconds": seconds, "emails_per_s": n / seconds, "largest_bytes": float(largest)},
     )
 
 

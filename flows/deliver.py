@@ -8,6 +8,12 @@ Exactly once, per (recipient, digest key):
 3. nothing yet                       → `mark_pending` with the deterministic Message-ID, send,
    `mark_sent`.
 
+At scale this runs a batch of readers at a time (`SEND_BATCH`): one ledger read, the batch
+marked pending in one transaction, handed over (on a few SMTP connections at once), then marked
+sent in one transaction. A crash in between leaves the batch pending: the next run re-sends that
+batch, each message with its own Message-ID again, and nothing else. Messages are encoded once
+(flows.outgoing), and the next batch renders while one is handed over.
+
 Configuration comes from the environment (`SmtpSettings.from_env`) or from a Prefect
 `EmailServerCredentials` block (`smtp_settings_from_block`, which imports Prefect lazily so
 this module stays importable without it). With no SMTP host, mail goes to a local outbox.
@@ -17,7 +23,6 @@ The SMTP password is never logged, never in a repr, never in an error message.
 from __future__ import annotations
 
 import base64
-import email.policy
 import hashlib
 import logging
 import os
@@ -26,7 +31,8 @@ import smtplib
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -36,6 +42,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from flows.models import Digest, Recipient, RenderedEmail
+from flows.outgoing import HEADER_POLICY, OutgoingMessage, encode_message
 from flows.render import RenderSettings, Unsubscribe, render_digest, unsubscribe_for
 
 log = logging.getLogger("paperdigest.deliver")
@@ -43,11 +50,15 @@ log = logging.getLogger("paperdigest.deliver")
 SECURITY_CHOICES = ("starttls", "ssl", "none")
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 STATE_PENDING, STATE_SENT, STATE_FAILED = "pending", "sent", "failed"
+# Recipients per ledger transaction: a crash between the server's acceptance and the "sent"
+# commit re-sends at most this many messages (each with its Message-ID, so clients fold them).
+SEND_BATCH = 50
+# Below this many messages per connection, another connection costs more than it saves.
+MESSAGES_PER_CONNECTION = 10
 
-# Headers may be up to 998 characters: the default 78 would turn a long List-Unsubscribe URL
-# into RFC 2047 encoded words that no client can follow. Bodies are encoded before this
-# policy is set, so quoted-printable lines stay within 76 characters.
-_HEADER_POLICY = email.policy.default.clone(max_line_length=998)
+# Headers may be up to 998 characters (flows.outgoing.HEADER_POLICY). Bodies are encoded before
+# this policy is set, so quoted-printable lines stay within 76 characters.
+_HEADER_POLICY = HEADER_POLICY
 _DIGEST_KEY = re.compile(r"\d{4}-(\d{2}-\d{2}|W\d{2})(#[a-z0-9-]+)?")
 _ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -69,10 +80,13 @@ class SmtpSettings:
     mail_from: str = "paperdigest@localhost"
     list_id: str = ""  # "" = "paperdigest.<domain of mail_from>"
     timeout: float = 30.0
+    connections: int = 4  # at most this many connections at once for a large batch
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_CHOICES:
             raise ValueError(f"SMTP security must be one of {SECURITY_CHOICES}")
+        if not 1 <= self.connections <= 16:
+            raise ValueError(f"SMTP connections must be 1 to 16, got {self.connections}")
         if not self.port:
             object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
         validate_address(self.mail_from, what="sender address")
@@ -98,6 +112,9 @@ class SmtpSettings:
         port = env.get("PAPERDIGEST_SMTP_PORT", "").strip()
         if port and not port.isdigit():
             raise ValueError(f"PAPERDIGEST_SMTP_PORT must be a number, got {port!r}")
+        connections = env.get("PAPERDIGEST_SMTP_CONNECTIONS", "").strip()
+        if connections and not connections.isdigit():
+            raise ValueError(f"PAPERDIGEST_SMTP_CONNECTIONS must be a number, got {connections!r}")
         return cls(
             host=env.get("PAPERDIGEST_SMTP_HOST", "").strip() or None,
             port=int(port or 0),
@@ -106,6 +123,7 @@ class SmtpSettings:
             security=env.get("PAPERDIGEST_SMTP_SECURITY", "starttls").strip().lower(),
             mail_from=env.get("PAPERDIGEST_MAIL_FROM", "").strip() or "paperdigest@localhost",
             list_id=env.get("PAPERDIGEST_LIST_ID", "").strip(),
+            connections=int(connections or 4),
         )
 
 
@@ -183,14 +201,7 @@ def build_message(
     list_name: str = "Daily Papers",
 ) -> EmailMessage:
     """Build the multipart/alternative message (text first, then HTML) with list headers."""
-    validate_address(recipient, what="recipient address")
-    validate_address(sender, what="sender address")
-    if not re.fullmatch(r"<[^<>\s]+@[^<>\s]+>", message_id):
-        raise ValueError(f"invalid Message-ID {message_id!r}")
-    if not _DOMAIN.fullmatch(list_id):
-        raise ValueError(f"invalid list id {list_id!r}")
-    if date.tzinfo is None:
-        raise ValueError("the Date header needs a timezone-aware datetime")
+    check_message_fields(recipient, sender, message_id, list_id, date)
     message = EmailMessage()
     message.set_content(rendered.text, subtype="plain", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
@@ -206,13 +217,34 @@ def build_message(
     return message
 
 
-def _add_unsubscribe_headers(message: EmailMessage, unsubscribe: Unsubscribe) -> None:
+def check_message_fields(
+    recipient: str, sender: str, message_id: str, list_id: str, date: datetime
+) -> None:
+    """Raise ValueError unless the addresses, Message-ID, list id and date are well formed."""
+    validate_address(recipient, what="recipient address")
+    validate_address(sender, what="sender address")
+    if not re.fullmatch(r"<[^<>\s]+@[^<>\s]+>", message_id):
+        raise ValueError(f"invalid Message-ID {message_id!r}")
+    if not _DOMAIN.fullmatch(list_id):
+        raise ValueError(f"invalid list id {list_id!r}")
+    if date.tzinfo is None:
+        raise ValueError("the Date header needs a timezone-aware datetime")
+
+
+def list_headers(unsubscribe: Unsubscribe) -> list[tuple[str, str]]:
+    """The List-Unsubscribe (and, with an https URL, the one-click Post) headers."""
     targets = [t for t in (unsubscribe.url, unsubscribe.mailto) if t]
     if not targets:
-        return
-    message["List-Unsubscribe"] = ", ".join(f"<{t}>" for t in targets)
+        return []
+    headers = [("List-Unsubscribe", ", ".join(f"<{t}>" for t in targets))]
     if unsubscribe.url:  # RFC 8058 one-click needs an https URL to POST to
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return headers
+
+
+def _add_unsubscribe_headers(message: EmailMessage, unsubscribe: Unsubscribe) -> None:
+    for name, value in list_headers(unsubscribe):
+        message[name] = value
 
 
 def default_unsubscribe(settings: RenderSettings, recipient: str, sender: str) -> Unsubscribe:
@@ -253,6 +285,15 @@ class ServerUnavailable(DeliveryError):
     temporary = True
 
 
+class NotAttempted(TemporaryFailure):
+    """Not handed over at all: the server had already proved unavailable in this run."""
+
+    @classmethod
+    def after(cls, error: Exception | None) -> NotAttempted:
+        """The failure of a message left untried because of `error`."""
+        return cls(f"not attempted: {error}")
+
+
 class Transport(Protocol):
     """Somewhere a message can be handed to: the SMTP server or the local outbox."""
 
@@ -279,6 +320,30 @@ class OutboxTransport:
     def send(self, message: EmailMessage, *, recipient: str, digest_key: str) -> None:
         """Write the message (atomically) to the outbox directory."""
         self.write(message, recipient=recipient, digest_key=digest_key)
+
+    def send_many(
+        self, messages: Sequence[OutgoingMessage], *, digest_key: str
+    ) -> list[Exception | None]:
+        """Write each encoded message and its HTML; per message, None or the error."""
+        outcomes: list[Exception | None] = []
+        for message in messages:
+            try:
+                self.write_encoded(message, digest_key=digest_key)
+            except OSError as err:  # a full disk fails this message; the ledger says so
+                outcomes.append(TemporaryFailure(f"cannot write to the outbox: {err}"))
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    def write_encoded(self, message: OutgoingMessage, *, digest_key: str) -> Path:
+        """Write an encoded message and its HTML part; return the path of the .eml file."""
+        stem = outbox_stem(digest_key, message.recipient)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        eml = self._inside(f"{stem}.eml")
+        _write_atomic(self._inside(f"{stem}.html"), message.html.encode("utf-8"))
+        _write_atomic(eml, message.data)
+        log.info("wrote %s to the outbox", eml.name)
+        return eml
 
     def write(self, message: EmailMessage, *, recipient: str, digest_key: str) -> Path:
         """Write the message and its HTML part; return the path of the .eml file."""
@@ -345,6 +410,7 @@ class SmtpTransport:
         self._ssl_context = ssl_context
         self._sleep = sleep
         self._smtp: smtplib.SMTP | None = None
+        self._lanes: list[SmtpTransport] = []  # extra connections for large batches
 
     def __repr__(self) -> str:
         s = self.settings
@@ -356,7 +422,74 @@ class SmtpTransport:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def send(self, message: EmailMessage, *, recipient: str, digest_key: str) -> None:
+    def send_many(
+        self, messages: Sequence[OutgoingMessage], *, digest_key: str
+    ) -> list[Exception | None]:
+        """Send encoded messages; per message, None (accepted) or the error, in order.
+
+        The first goes alone (a server that is down or refuses our login fails once, and the
+        rest are not attempted); the others are spread over up to `settings.connections`
+        connections, one more for every MESSAGES_PER_CONNECTION messages.
+        """
+        if not messages:
+            return []
+        first = self._outcome(messages[0], digest_key)
+        if isinstance(first, ServerUnavailable):
+            return [first] + [NotAttempted.after(first)] * (len(messages) - 1)
+        rest = list(messages[1:])
+        lanes = [self, *self._extra_lanes(len(rest))]
+        if len(lanes) == 1:
+            return [first, *self._send_in_order(rest, digest_key)]
+        with ThreadPoolExecutor(len(lanes), thread_name_prefix="smtp") as pool:
+            shares = [rest[n :: len(lanes)] for n in range(len(lanes))]
+            results = list(
+                pool.map(lambda lane, share: lane._send_in_order(share, digest_key), lanes, shares)
+            )
+        outcomes: list[Exception | None] = [None] * len(rest)
+        for n, lane_outcomes in enumerate(results):
+            outcomes[n :: len(lanes)] = lane_outcomes
+        return [first, *outcomes]
+
+    def _extra_lanes(self, n_messages: int) -> list[SmtpTransport]:
+        wanted = min(self.settings.connections, max(1, n_messages // MESSAGES_PER_CONNECTION))
+        while len(self._lanes) < wanted - 1:
+            self._lanes.append(
+                SmtpTransport(
+                    self.settings,
+                    ssl_context=self._ssl_context,
+                    attempts=self.attempts,
+                    backoff=self.backoff,
+                    sleep=self._sleep,
+                )
+            )
+        return self._lanes[: wanted - 1]
+
+    def _send_in_order(
+        self, messages: Sequence[OutgoingMessage], digest_key: str
+    ) -> list[Exception | None]:
+        """One connection's share: after a ServerUnavailable, the rest are not attempted."""
+        outcomes: list[Exception | None] = []
+        for message in messages:
+            outcome = self._outcome(message, digest_key)
+            outcomes.append(outcome)
+            if isinstance(outcome, ServerUnavailable):
+                outcomes += [NotAttempted.after(outcome)] * (len(messages) - len(outcomes))
+                break
+        return outcomes
+
+    def _outcome(self, message: OutgoingMessage, digest_key: str) -> Exception | None:
+        try:
+            self.send(message, recipient=message.recipient, digest_key=digest_key)
+        except DeliveryError as err:
+            return err
+        except Exception as err:  # reported for this recipient; the others still go
+            log.exception("unexpected error sending to %s", message.recipient)
+            return err
+        return None
+
+    def send(
+        self, message: EmailMessage | OutgoingMessage, *, recipient: str, digest_key: str
+    ) -> None:
         """Send one message to one recipient, retrying temporary failures."""
         for attempt in range(1, self.attempts + 1):
             try:
@@ -374,7 +507,9 @@ class SmtpTransport:
                 self._sleep(delay)
 
     def close(self) -> None:
-        """Say QUIT and close the connection, if one is open."""
+        """Say QUIT and close the connection(s), if open."""
+        for lane in self._lanes:
+            lane.close()
         if self._smtp is None:
             return
         try:
@@ -384,7 +519,7 @@ class SmtpTransport:
         finally:
             self._smtp = None
 
-    def _send_once(self, message: EmailMessage, recipient: str) -> None:
+    def _send_once(self, message: EmailMessage | OutgoingMessage, recipient: str) -> None:
         # Errors are raised outside the `except` blocks so they carry no __context__: the
         # original smtplib exception may quote whatever the server said.
         smtp = self._connection()
@@ -393,10 +528,13 @@ class SmtpTransport:
             raise failure
 
     def _try_send(
-        self, smtp: smtplib.SMTP, message: EmailMessage, recipient: str
+        self, smtp: smtplib.SMTP, message: EmailMessage | OutgoingMessage, recipient: str
     ) -> DeliveryError | None:
         try:
-            smtp.send_message(message, from_addr=self.settings.mail_from, to_addrs=[recipient])
+            if isinstance(message, OutgoingMessage):  # already encoded: no flattening
+                smtp.sendmail(self.settings.mail_from, [recipient], message.data)
+            else:
+                smtp.send_message(message, from_addr=self.settings.mail_from, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as err:
             code, reply = err.recipients.get(recipient, (550, b"recipient refused"))
             return self._failure(code, reply, "recipient refused")
@@ -578,19 +716,25 @@ def deliver_digest(
     render_settings: RenderSettings | None = None,
     resend: bool = False,
     now: Callable[[], datetime] | None = None,
+    batch_size: int = SEND_BATCH,
 ) -> DeliveryReport:
     """Render and send the digest to each recipient exactly once; never stops at a failure.
 
     `digest_key` defaults to the digest date (ISO); pass e.g. "2026-W33" for a weekly digest.
+    Recipients go in batches of `batch_size`: one ledger read, one pending transaction, the
+    hand-over, one sent transaction. A crash re-sends at most one batch, with the same ids.
+    While a batch is handed over (in a thread: the server's replies are waits), the next one
+    is rendered; its rows are written only after the first batch's outcomes are.
     """
     key = digest_key or digest.digest_date.isoformat()
     if not _DIGEST_KEY.fullmatch(key):
         raise ValueError(f"invalid digest key {key!r}")
     validate_address(sender, what="sender address")
+    hand_overs = ThreadPoolExecutor(1, thread_name_prefix="hand-over")
     run = _DeliveryRun(
         digest=digest,
         digest_key=key,
-        ledger=ledger,
+        ledger=batch_ledger(ledger),
         transport=transport,
         sender=sender,
         list_id=list_id,
@@ -598,20 +742,126 @@ def deliver_digest(
         resend=resend,
         now=now or (lambda: datetime.now(UTC)),
         report=DeliveryReport(digest_key=key, transport=repr(transport)),
+        hand_overs=hand_overs,
     )
-    for recipient in recipients:
-        run.deliver(recipient)
+    with hand_overs:
+        for batch in _batches(recipients, max(1, batch_size)):
+            run.deliver_batch(batch)
+        run.finish_in_flight()
     log.info("%s", run.report.summary())
     return run.report
 
 
+def _batches(recipients: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
+    """Runs of up to `size` recipients, an address never twice in one (the second waits for
+    the first's ledger row, as it would one at a time)."""
+    batch: list[Recipient] = []
+    addresses: set[str] = set()
+    for recipient in recipients:
+        if len(batch) >= size or recipient.address in addresses:
+            yield batch
+            batch, addresses = [], set()
+        batch.append(recipient)
+        addresses.add(recipient.address)
+    if batch:
+        yield batch
+
+
+class BatchLedger(Protocol):
+    """A SendLedger that also reads and writes a batch at a time (the Warehouse does)."""
+
+    def send_states(self, recipients: Sequence[str], digest_key: str) -> dict[str, tuple[str, str]]:
+        """(state, message_id) for each recipient that has a row."""
+        ...
+
+    def mark_pending_many(self, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        """`mark_pending` for each (recipient, message_id), all or none."""
+        ...
+
+    def mark_sent_many(self, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        """`mark_sent` for each (recipient, message_id), all or none."""
+        ...
+
+    def mark_failed(self, recipient: str, digest_key: str, message_id: str, error: str) -> None:
+        """Record that delivery failed and why."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _RowByRowLedger:
+    """The batch operations of a ledger that only has the one-row SendLedger methods."""
+
+    ledger: SendLedger
+
+    def send_states(self, recipients: Sequence[str], digest_key: str) -> dict[str, tuple[str, str]]:
+        states = {r: self.ledger.send_state(r, digest_key) for r in recipients}
+        return {r: state for r, state in states.items() if state}
+
+    def mark_pending_many(self, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        for recipient, message_id in sends:
+            self.ledger.mark_pending(recipient, digest_key, message_id)
+
+    def mark_sent_many(self, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        for recipient, message_id in sends:
+            self.ledger.mark_sent(recipient, digest_key, message_id)
+
+    def mark_failed(self, recipient: str, digest_key: str, message_id: str, error: str) -> None:
+        self.ledger.mark_failed(recipient, digest_key, message_id, error)
+
+
+def batch_ledger(ledger: SendLedger) -> BatchLedger:
+    """The ledger itself when it has the batch operations, else a row-by-row adapter."""
+    if all(
+        hasattr(ledger, name) for name in ("send_states", "mark_pending_many", "mark_sent_many")
+    ):
+        return ledger  # type: ignore[return-value]
+    return _RowByRowLedger(ledger)
+
+
+def hand_over(
+    transport: Transport, messages: Sequence[OutgoingMessage], digest_key: str
+) -> list[Exception | None]:
+    """Give each message to the transport; per message, None (accepted) or the error.
+
+    A transport with `send_many` gets the whole batch (the SMTP transport spreads it over a
+    few connections); any other gets one EmailMessage at a time. After a ServerUnavailable
+    the rest are not attempted.
+    """
+    send_many = getattr(transport, "send_many", None)
+    if send_many is not None:
+        return send_many(messages, digest_key=digest_key)
+    outcomes: list[Exception | None] = []
+    for message in messages:
+        try:
+            email_message = message.as_email()
+            transport.send(email_message, recipient=message.recipient, digest_key=digest_key)
+        except Exception as err:  # the run records it; a ServerUnavailable stops the batch
+            if not isinstance(err, DeliveryError):
+                log.exception("unexpected error sending to %s", message.recipient)
+            outcomes.append(err)
+            if isinstance(err, ServerUnavailable):
+                break
+        else:
+            outcomes.append(None)
+    return outcomes + [NotAttempted.after(outcomes[-1])] * (len(messages) - len(outcomes))
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A batch marked pending and being handed over in the thread."""
+
+    messages: list[OutgoingMessage]
+    addresses: set[str]
+    future: Future[list[Exception | None]]
+
+
 @dataclass(slots=True)
 class _DeliveryRun:
-    """One run over the recipients: the ledger protocol, applied to each in turn."""
+    """One run over the recipients: the ledger protocol, applied a batch at a time."""
 
     digest: Digest
     digest_key: str
-    ledger: SendLedger
+    ledger: BatchLedger
     transport: Transport
     sender: str
     list_id: str
@@ -619,27 +869,36 @@ class _DeliveryRun:
     resend: bool
     now: Callable[[], datetime]
     report: DeliveryReport
+    hand_overs: ThreadPoolExecutor  # one thread: a batch at a time
     unavailable: str | None = None  # set once the server proved unreachable: stop trying
+    in_flight: _InFlight | None = None  # the batch being handed over, not yet recorded
 
-    def deliver(self, recipient: Recipient) -> None:
-        address = recipient.address
+    def deliver_batch(self, recipients: list[Recipient]) -> None:
+        """Read the batch's ledger rows, render what is owed, record the batch before it,
+        then mark this one pending and start handing it over."""
+        due = [r for r in recipients if not self._skipped(r)]
+        if not due:
+            return
+        if self.in_flight and self.in_flight.addresses & {r.address for r in due}:
+            self.finish_in_flight()  # a repeated address reads its row after the first send
+        try:
+            states = self.ledger.send_states([r.address for r in due], self.digest_key)
+        except Exception as err:
+            for recipient in due:
+                self._fail(recipient.address, f"ledger unavailable, nothing sent: {err}")
+            return
+        owed = [(r, states.get(r.address)) for r in due if self._owed(r, states.get(r.address))]
+        messages = [m for m in (self._outgoing(r, state) for r, state in owed) if m]
+        self.finish_in_flight()
+        if messages:
+            self._start_hand_over(messages)
+
+    def _skipped(self, recipient: Recipient) -> bool:
         why_skip = self._skip_reason(recipient)
         if why_skip:
-            self.report.skipped.append((address, why_skip))
-            log.info("skipping %s: %s", address, why_skip)
-            return
-        try:
-            state = self.ledger.send_state(address, self.digest_key)
-        except Exception as err:
-            self._fail(address, f"ledger unavailable, nothing sent: {err}")
-            return
-        if state and state[0] == STATE_SENT and not self.resend:
-            self.report.skipped_already_sent.append(address)
-            log.info("already sent %s to %s as %s", self.digest_key, address, state[1])
-        elif self.unavailable:
-            self._fail(address, f"not attempted: {self.unavailable}")
-        else:
-            self._send_and_record(recipient, self._message_id(address, state))
+            self.report.skipped.append((recipient.address, why_skip))
+            log.info("skipping %s: %s", recipient.address, why_skip)
+        return bool(why_skip)
 
     def _skip_reason(self, recipient: Recipient) -> str | None:
         if not recipient.active:
@@ -647,6 +906,17 @@ class _DeliveryRun:
         if self.digest.is_empty and self.settings.on_empty == "skip":
             return f"nothing new for {self.digest_key} (on_empty=skip)"
         return None
+
+    def _owed(self, recipient: Recipient, state: tuple[str, str] | None) -> bool:
+        address = recipient.address
+        if state and state[0] == STATE_SENT and not self.resend:
+            self.report.skipped_already_sent.append(address)
+            log.info("already sent %s to %s as %s", self.digest_key, address, state[1])
+            return False
+        if self.unavailable:
+            self._fail(address, f"not attempted: {self.unavailable}")
+            return False
+        return True
 
     def _message_id(self, address: str, state: tuple[str, str] | None) -> str:
         domain = self.sender.rsplit("@", 1)[1]
@@ -657,35 +927,20 @@ class _DeliveryRun:
             return message_id_for(address, f"{self.digest_key}#resend-{stamp}", domain)
         return message_id_for(address, self.digest_key, domain)
 
-    def _send_and_record(self, recipient: Recipient, message_id: str) -> None:
-        address = recipient.address
+    def _outgoing(
+        self, recipient: Recipient, state: tuple[str, str] | None
+    ) -> OutgoingMessage | None:
+        """The recipient's message, rendered and encoded; None (and a failure) if it cannot be."""
         try:
-            message = self._message_for(recipient, message_id)
+            return self._message_for(recipient, self._message_id(recipient.address, state))
         except Exception as err:
-            log.exception("could not build the digest for %s", address)
-            self._fail(address, f"could not render the digest: {err}")
-            return
-        try:
-            self.ledger.mark_pending(address, self.digest_key, message_id)
-        except Exception as err:  # without a pending row a crash could not be recovered
-            self._fail(address, f"ledger unavailable, nothing sent: {err}")
-            return
-        try:
-            self.transport.send(message, recipient=address, digest_key=self.digest_key)
-        except DeliveryError as err:
-            self._record_failure(address, message_id, str(err))
-            if isinstance(err, ServerUnavailable):
-                self.unavailable = str(err)
-            return
-        except Exception as err:
-            log.exception("unexpected error sending to %s", address)
-            self._record_failure(address, message_id, f"{type(err).__name__}: {err}")
-            return
-        self._record_sent(address, message_id)
+            log.exception("could not build the digest for %s", recipient.address)
+            self._fail(recipient.address, f"could not render the digest: {err}")
+            return None
 
-    def _message_for(self, recipient: Recipient, message_id: str) -> EmailMessage:
+    def _message_for(self, recipient: Recipient, message_id: str) -> OutgoingMessage:
         rendered = render_digest(self.digest, recipient=recipient, settings=self.settings)
-        return build_message(
+        return encode_message(
             rendered,
             recipient=recipient.address,
             sender=self.sender,
@@ -696,19 +951,55 @@ class _DeliveryRun:
             list_name=self.settings.list_name,
         )
 
-    def _record_sent(self, address: str, message_id: str) -> None:
-        try:
-            self.ledger.mark_sent(address, self.digest_key, message_id)
-        except Exception as err:
-            self._record_failure(
-                address,
-                message_id,
-                f"accepted by the server, but the ledger could not record it ({err}); "
-                f"the next run re-sends it with the same Message-ID {message_id}",
-            )
+    def _start_hand_over(self, messages: list[OutgoingMessage]) -> None:
+        """Pending rows first (one transaction), then the hand-over starts in the thread."""
+        if self.unavailable:  # found while this batch was rendered: no rows, no attempt
+            for message in messages:
+                self._fail(message.recipient, f"not attempted: {self.unavailable}")
             return
-        self.report.sent.append(address)
-        log.info("sent %s to %s as %s", self.digest_key, address, message_id)
+        sends = [(m.recipient, m.message_id) for m in messages]
+        try:
+            self.ledger.mark_pending_many(self.digest_key, sends)
+        except Exception as err:  # without pending rows a crash could not be recovered
+            for message in messages:
+                self._fail(message.recipient, f"ledger unavailable, nothing sent: {err}")
+            return
+        future = self.hand_overs.submit(hand_over, self.transport, messages, self.digest_key)
+        self.in_flight = _InFlight(messages, {m.recipient for m in messages}, future)
+
+    def finish_in_flight(self) -> None:
+        """Wait for the batch being handed over and record each outcome in the ledger."""
+        if self.in_flight is None:
+            return
+        messages, outcomes = self.in_flight.messages, self.in_flight.future.result()
+        self.in_flight = None
+        accepted = []
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome is None:
+                accepted.append(message)
+            else:
+                self._record_failure(message.recipient, message.message_id, _reason(outcome))
+                if isinstance(outcome, ServerUnavailable):
+                    self.unavailable = self.unavailable or str(outcome)
+        self._record_sent(accepted)
+
+    def _record_sent(self, accepted: list[OutgoingMessage]) -> None:
+        try:
+            self.ledger.mark_sent_many(
+                self.digest_key, [(m.recipient, m.message_id) for m in accepted]
+            )
+        except Exception as err:
+            for message in accepted:
+                self._record_failure(
+                    message.recipient,
+                    message.message_id,
+                    f"accepted by the server, but the ledger could not record it ({err}); "
+                    f"the next run re-sends it with the same Message-ID {message.message_id}",
+                )
+            return
+        for message in accepted:
+            self.report.sent.append(message.recipient)
+            log.info("sent %s to %s as %s", self.digest_key, message.recipient, message.message_id)
 
     def _record_failure(self, address: str, message_id: str, error: str) -> None:
         self._fail(address, error)
@@ -720,3 +1011,10 @@ class _DeliveryRun:
     def _fail(self, address: str, reason: str) -> None:
         self.report.failed.append((address, reason))
         log.warning("delivery of %s to %s failed: %s", self.digest_key, address, reason)
+
+
+def _reason(error: Exception) -> str:
+    """What to tell the reader of the report: a delivery error as is, anything else typed."""
+    if isinstance(error, DeliveryError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

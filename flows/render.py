@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from flows import PROJECT_URL, __version__
 from flows.models import Change, Digest, DigestPaper, Recipient, RenderedEmail, Topics
@@ -29,6 +29,9 @@ log = logging.getLogger("paperdigest.render")
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
+# A paper's card, rendered once per (paper, detail) and reused in every email that shows it.
+HTML_CARD_TEMPLATE = "cards.html.j2"
+TEXT_CARD_TEMPLATE = "cards.txt.j2"
 
 # Each step gives up detail so a big day still fits under Gmail's clipping limit.
 DETAIL_STEPS = ("full", "short", "titles", "capped")
@@ -215,6 +218,12 @@ def date_label(day: date, *, year: bool = False) -> str:
     return f"{label}, {day.year}" if year else label
 
 
+def clear_caches() -> None:
+    """Forget cached topic matches, paper views and cards (a benchmark starts cold)."""
+    for cached in (_first_field_matching, _searchable, _paper_view, _card, _wrap_lines):
+        cached.cache_clear()
+
+
 def template_environment() -> Environment:
     """The Jinja environment: autoescape for .html/.html.j2 templates, StrictUndefined."""
     return _environment()
@@ -314,17 +323,43 @@ def _changes_for(changes: tuple[Change, ...], topics: Topics) -> tuple[Change, .
     )
 
 
+@lru_cache(maxsize=16384)
 def _first_field_matching(paper: DigestPaper, keyword: str) -> str | None:
+    # Cached: a thousand readers share a few dozen papers and a vocabulary of topics.
+    pattern = _keyword_pattern(keyword)
+    if pattern is None:
+        return None
+    text, field_ends, ascii_lower = _searchable(paper)
+    # All-ASCII text and keyword: case-insensitive means ASCII case, so the first word must
+    # appear as a plain substring. Most pairs fail here, at memchr speed.
+    ascii_only = ascii_lower is not None and keyword.isascii()
+    if ascii_only and keyword.split()[0].lower() not in (ascii_lower or ""):
+        return None
+    found = pattern.search(text)  # the leftmost hit is in the first field that has one
+    if found is None:
+        return None
+    return next(name for end, name in field_ends if found.start() < end)
+
+
+@lru_cache(maxsize=1024)
+def _searchable(paper: DigestPaper) -> tuple[str, tuple[tuple[int, str], ...], str | None]:
+    """The paper's title, keywords, authors and abstract in one string, where each ends, and
+    the string in lower case when it is all ASCII (else None).
+
+    Texts are joined by NUL: not a word character (a start-of-word match after it still
+    counts) and not whitespace or a hyphen (no phrase can match across two texts).
+    """
     fields = (
         ("title", (paper.title,)),
         ("keywords", paper.ai_keywords),
         ("authors", paper.authors),
         ("abstract", (paper.abstract, paper.ai_summary or "")),
     )
+    text, field_ends = "", []
     for name, texts in fields:
-        if any(_keyword_in(keyword, text) for text in texts):
-            return name
-    return None
+        text += "\0" + "\0".join(texts)
+        field_ends.append((len(text), name))
+    return text, tuple(field_ends), text.lower() if text.isascii() else None
 
 
 def _keyword_in(keyword: str, text: str) -> bool:
@@ -374,9 +409,8 @@ def _render_at(
     cap: int | None,
 ) -> Rendering:
     context = _context(digest, plan, recipient, settings, detail, cap)
-    env = _environment()
-    html = _inline_css(env.get_template(HTML_TEMPLATE).render(context))
-    text = env.get_template(TEXT_TEMPLATE).render(context)
+    html = _inline_css(_template(HTML_TEMPLATE).render(context))
+    text = _template(TEXT_TEMPLATE).render(context)
     email = RenderedEmail(
         subject=context["subject"], preheader=context["preheader"], text=text, html=html
     )
@@ -398,10 +432,7 @@ def _logged(rendering: Rendering, digest: Digest) -> Rendering:
 
 
 def _inline_css(html: str) -> str:
-    inliner = css_inline.CSSInliner(
-        keep_at_rules=True, minify_css=True, load_remote_stylesheets=False
-    )
-    html = inliner.inline(html)
+    html = _inliner().inline(html)
     # css-inline puts the kept @media rules first in <head>; the charset must stay within
     # the first 1024 bytes or a browser opening a preview file may guess another encoding.
     html = html.replace('<meta charset="utf-8">', "", 1).replace(
@@ -514,7 +545,9 @@ def _section_view(
     }
 
 
+@lru_cache(maxsize=2048)
 def _paper_view(entry: _Entry, settings: RenderSettings, detail: str) -> dict[str, Any]:
+    # Cached (the same card in many readers' emails); the templates only read the dict.
     paper = entry.paper
     excerpt_chars = {"full": settings.excerpt_chars, "short": SHORT_EXCERPT_CHARS}.get(detail, 0)
     keywords = {"full": settings.max_keywords, "short": 3}.get(detail, 0)
@@ -539,6 +572,7 @@ def _paper_view(entry: _Entry, settings: RenderSettings, detail: str) -> dict[st
         "from_date": date_label(paper.digest_date)
         if entry.kind == "late" and paper.digest_date
         else "",
+        "card_key": (entry, settings, detail),  # what the card cache knows this view by
     }
 
 
@@ -601,6 +635,17 @@ def _plural(n: int, word: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    return css_inline.CSSInliner(keep_at_rules=True, minify_css=True, load_remote_stylesheets=False)
+
+
+@lru_cache(maxsize=8)
+def _template(name: str) -> Template:
+    # Compiled once: get_template would stat the file on every call to check for changes.
+    return _environment().get_template(name)
+
+
+@lru_cache(maxsize=1)
 def _environment() -> Environment:
     # select_autoescape(["html"]) would not cover "digest.html.j2": name the .j2 suffix too.
     env = Environment(
@@ -616,7 +661,26 @@ def _environment() -> Environment:
     env.filters["thousands"] = _thousands
     env.filters["signed"] = _signed
     env.filters["wrap_lines"] = _wrap_lines
+    env.globals["paper_card"] = _paper_card
+    env.globals["paper_lines"] = _paper_lines
     return env
+
+
+def _paper_card(view: dict[str, Any], show_kind: bool) -> str:
+    """The HTML card of a paper view (the `paper_card` macro of cards.html.j2), cached."""
+    return _card(HTML_CARD_TEMPLATE, "paper_card", view["card_key"], bool(show_kind))
+
+
+def _paper_lines(view: dict[str, Any], show_kind: bool) -> str:
+    """The text lines of a paper view (the `paper_lines` macro of cards.txt.j2), cached."""
+    return _card(TEXT_CARD_TEMPLATE, "paper_lines", view["card_key"], bool(show_kind))
+
+
+@lru_cache(maxsize=4096)
+def _card(template: str, macro: str, card_key: tuple[Any, ...], show_kind: bool) -> str:
+    # Rendered from the key, not the view: the view is a dict (unhashable), the key is not.
+    view = _paper_view(*card_key)
+    return getattr(_template(template).module, macro)(view, show_kind)
 
 
 def _thousands(value: int | None) -> str:
@@ -627,6 +691,7 @@ def _signed(value: int) -> str:
     return f"+{value:,}" if value >= 0 else f"−{-value:,}"
 
 
+@lru_cache(maxsize=8192)
 def _wrap_lines(text: str, width: int = 72, indent: str = "") -> str:
     return textwrap.fill(
         text, width=width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False

@@ -710,6 +710,33 @@ class Warehouse:
             {"r": recipient, "k": digest_key, "m": message_id, "now": now},
         )
 
+    def send_states(self, recipients: Sequence[str], digest_key: str) -> dict[str, tuple[str, str]]:
+        """(state, message_id) of a digest for each recipient that has a ledger row."""
+        asked = pa.table({"recipient": pa.array(list(recipients), pa.string())})
+        with self._registered("asked", asked):
+            rows = self.con.execute(query_sql("send_states"), {"digest_key": digest_key})
+            return {recipient: (state, mid) for recipient, state, mid in rows.fetchall()}
+
+    def mark_pending_many(self, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        """`mark_pending` for a batch of (recipient, message_id), in one transaction."""
+        self._write_sends("mark_pending_many", digest_key, sends)
+
+    def mark_sent_many(self, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        """`mark_sent` for a batch of (recipient, message_id), in one transaction."""
+        self._write_sends("mark_sent_many", digest_key, sends)
+
+    def _write_sends(self, query: str, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
+        if not sends:
+            return
+        batch = pa.table(
+            {
+                "recipient": pa.array([r for r, _ in sends], pa.string()),
+                "message_id": pa.array([m for _, m in sends], pa.string()),
+            }
+        )
+        with self.transaction(), self._registered("send_batch", batch):
+            self.con.execute(query_sql(query), {"digest_key": digest_key, "now": utc_now()})
+
     def mark_failed(self, recipient: str, digest_key: str, message_id: str, error: str) -> None:
         """Record that a send failed (it will be retried with the same Message-ID)."""
         self.con.execute(

@@ -341,7 +341,7 @@ def test_resend_sends_again_with_a_new_message_id(harness, handler) -> None:
 
 def test_ledger_failure_after_acceptance_resends_with_the_same_message_id(harness, handler) -> None:
     harness.ledger.fail_mark_sent = [RuntimeError("disk I/O error")]
-    first = harness.run([ALICE, BOB])
+    first = harness.run([ALICE, BOB], batch_size=1)  # one recipient per ledger transaction
     assert first.sent == [BOB]
     [(who, why)] = first.failed
     assert who == ALICE and "accepted by the server" in why and "same Message-ID" in why
@@ -349,6 +349,25 @@ def test_ledger_failure_after_acceptance_resends_with_the_same_message_id(harnes
     assert second.sent == [ALICE] and second.skipped_already_sent == [BOB]
     ids = [r.message["Message-ID"] for r in handler.received if r.rcpt_tos == [ALICE]]
     assert len(ids) == 2 and ids[0] == ids[1]
+
+
+def test_a_batch_whose_sent_commit_fails_is_resent_with_the_same_message_ids(
+    harness, handler
+) -> None:
+    """Recipients are recorded a batch at a time: when the "sent" write of a batch fails, every
+    message of it is reported (accepted, not recorded) and the next run re-sends each with the
+    Message-ID it already carried, so mail clients fold the copies into one."""
+    harness.ledger.fail_mark_sent = [RuntimeError("disk I/O error")]
+    first = harness.run([ALICE, BOB, CAROL])
+    assert first.sent == [] and [who for who, _ in first.failed] == [ALICE, BOB, CAROL]
+    assert all("accepted by the server" in why for _, why in first.failed)
+    second = harness.run([ALICE, BOB, CAROL])
+    assert second.sent == [ALICE, BOB, CAROL]
+    for address in (ALICE, BOB, CAROL):
+        ids = [r.message["Message-ID"] for r in handler.received if r.rcpt_tos == [address]]
+        assert len(ids) == 2 and ids[0] == ids[1]
+    third = harness.run([ALICE, BOB, CAROL])
+    assert third.sent == [] and len(handler.received) == 6
 
 
 class Crash(BaseException):
@@ -360,7 +379,7 @@ def test_crash_after_acceptance_leaves_pending_and_resends_the_same_message_id(
 ) -> None:
     harness.ledger.fail_mark_sent = [Crash()]
     with pytest.raises(Crash):
-        harness.run([ALICE, BOB])
+        harness.run([ALICE, BOB], batch_size=1)
     assert harness.ledger.state(ALICE, "2026-08-14") == "pending"
     assert harness.ledger.state(BOB, "2026-08-14") is None
     harness.transport.close()  # the "new process" opens its own connection
@@ -369,6 +388,28 @@ def test_crash_after_acceptance_leaves_pending_and_resends_the_same_message_id(
     alice_ids = [r.message["Message-ID"] for r in handler.received if r.rcpt_tos == [ALICE]]
     assert len(alice_ids) == 2 and alice_ids[0] == alice_ids[1]
     assert harness.ledger.rows[(ALICE, "2026-08-14")]["attempts"] == 2
+
+
+def test_a_crash_before_the_sent_commit_leaves_the_whole_batch_pending(harness, handler) -> None:
+    """The window a crash can hit is one batch: its rows are pending, nothing else was
+    touched, and the next run re-sends exactly that batch with the same Message-IDs."""
+    harness.ledger.fail_mark_sent = [Crash()]
+    with pytest.raises(Crash):
+        harness.run([ALICE, BOB, CAROL], batch_size=2)
+    assert [harness.ledger.state(a, "2026-08-14") for a in (ALICE, BOB, CAROL)] == [
+        "pending",
+        "pending",
+        None,
+    ]
+    harness.transport.close()
+    report = harness.run([ALICE, BOB, CAROL], batch_size=2)
+    assert report.sent == [ALICE, BOB, CAROL]
+    by_recipient = {
+        a: [r.message["Message-ID"] for r in handler.received if r.rcpt_tos == [a]]
+        for a in (ALICE, BOB, CAROL)
+    }
+    assert [len(set(ids)) for ids in by_recipient.values()] == [1, 1, 1]
+    assert [len(ids) for ids in by_recipient.values()] == [2, 2, 1]
 
 
 def test_server_down_marks_nothing_sent_and_the_next_run_sends(
@@ -800,3 +841,70 @@ def test_deliver_module_does_not_import_prefect() -> None:
 
 def test_server_unavailable_is_a_delivery_error() -> None:
     assert issubclass(ServerUnavailable, DeliveryError)
+
+
+# ---- batches and parallel connections ------------------------------------------------------
+
+
+def test_a_large_batch_spreads_over_a_few_connections_and_each_message_arrives_once(
+    server, handler, client_tls
+) -> None:
+    """120 readers with connections=3: three sessions share the work, every reader gets one
+    message with its own Message-ID, and the report keeps the readers' order."""
+    harness = harness_for(server.port, client_tls, connections=3)
+    readers = [f"reader{n:03d}@example.org" for n in range(120)]
+    try:
+        report = harness.run(readers, batch_size=120)
+    finally:
+        harness.transport.close()
+    assert report.sent == readers and report.failed == []
+    assert len({r.session for r in handler.received}) == 3
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == readers
+    ids = handler.message_ids()
+    assert len(set(ids)) == 120
+    assert all(harness.ledger.state(a, "2026-08-14") == "sent" for a in readers)
+
+
+def test_a_refusal_on_one_connection_fails_only_that_reader(server, handler, client_tls) -> None:
+    harness = harness_for(server.port, client_tls, connections=2)
+    readers = [f"reader{n:03d}@example.org" for n in range(60)]
+    handler.always_refuse["reader031@example.org"] = "550 5.1.1 no such mailbox"
+    try:
+        report = harness.run(readers)
+    finally:
+        harness.transport.close()
+    assert [who for who, _ in report.failed] == ["reader031@example.org"]
+    assert report.sent == [r for r in readers if r != "reader031@example.org"]
+    assert harness.ledger.state("reader031@example.org", "2026-08-14") == "failed"
+
+
+def test_a_reader_listed_twice_gets_one_message(harness, handler) -> None:
+    report = harness.run([ALICE, BOB, ALICE])
+    assert report.sent == [ALICE, BOB] and report.skipped_already_sent == [ALICE]
+    assert len(handler.received) == 2
+
+
+def test_smtp_connections_come_from_the_environment() -> None:
+    env = {"PAPERDIGEST_SMTP_HOST": "mx.example.org", "PAPERDIGEST_SMTP_CONNECTIONS": "2"}
+    assert SmtpSettings.from_env(env).connections == 2
+    assert SmtpSettings.from_env({"PAPERDIGEST_SMTP_HOST": "mx"}).connections == 4
+    with pytest.raises(ValueError, match="PAPERDIGEST_SMTP_CONNECTIONS"):
+        SmtpSettings.from_env({**env, "PAPERDIGEST_SMTP_CONNECTIONS": "many"})
+    with pytest.raises(ValueError, match="1 to 16"):
+        SmtpSettings.from_env({**env, "PAPERDIGEST_SMTP_CONNECTIONS": "0"})
+
+
+def test_a_server_found_down_while_the_next_batch_renders_stops_that_batch_too(
+    client_tls,
+) -> None:
+    """Batches overlap (the next renders while one is handed over): a server that proves
+    unreachable in the first batch leaves the later ones "not attempted", with no ledger row,
+    exactly as one reader at a time would."""
+    ledger = MemoryLedger()
+    down = harness_for(free_port(), client_tls, ledger=ledger)
+    report = down.run([ALICE, BOB, CAROL], batch_size=1)
+    assert [who for who, _ in report.failed] == [ALICE, BOB, CAROL]
+    assert "cannot reach 127.0.0.1" in report.failed[0][1]
+    assert all(why.startswith("not attempted: ") for _, why in report.failed[1:])
+    assert ledger.state(ALICE, "2026-08-14") == "failed"
+    assert ledger.state(BOB, "2026-08-14") is None and ledger.state(CAROL, "2026-08-14") is None

@@ -99,7 +99,7 @@ TRIALS = [
     # a batch's pages written, its days not yet marked complete: both roll back together
     Trial("backfill", 0, "Warehouse.mark_days_complete:2"),
     *(Trial("delivery", n) for n in range(8)),
-    Trial("delivery", 0, "Warehouse.mark_sent:3"),  # accepted by the server, ledger pending
+    Trial("delivery", 0, "Warehouse.mark_sent_many:1"),  # a batch accepted, its ledger rows pending
     Trial("delivery", 0, "Warehouse.record_digest:1"),  # everyone sent, digest not recorded
 ]
 
