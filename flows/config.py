@@ -38,6 +38,9 @@ ENV_VARS = {
     "PAPERDIGEST_UNSUBSCRIBE_URL": "unsubscribe_url",
     "PAPERDIGEST_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "PAPERDIGEST_TASK_RETRY_DELAY": "task_retry_delay",
+    "PAPERDIGEST_RANK_TOP_K": "rank_top_k",
+    "PAPERDIGEST_RANK_CACHE": "rank_cache",
+    "PAPERDIGEST_EMBED_MODEL_DIR": "embed_model_dir",
 }
 
 
@@ -71,11 +74,19 @@ class Settings:
     smtp_block: str | None = None  # a Prefect EmailServerCredentials block to send with
     unsubscribe_url: str | None = None  # https URL; "{address}" is replaced by the reader's
     unsubscribe_mailto: str | None = None  # address that takes "unsubscribe" mails
+    rank_top_k: int = 10  # papers in each reader's "For you" section (readers with a library)
+    rank_cache: Path | None = None  # default: rank-cache/ beside the warehouse
+    embed_model_dir: Path | None = None  # a fastembed model on disk; unset = TF-IDF ranking
 
     @property
     def subscribers_path(self) -> Path:
         """The subscribers file: explicit, or `subscribers.json` beside the warehouse."""
         return self.subscribers or self.db.parent / "subscribers.json"
+
+    @property
+    def rank_cache_path(self) -> Path:
+        """The ranking's model cache: explicit, or `rank-cache/` beside the warehouse."""
+        return self.rank_cache or self.db.parent / "rank-cache"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -143,4 +154,6 @@ def _validated(settings: Settings) -> Settings:
     ):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative")
+    if settings.rank_top_k < 1:
+        raise ConfigError("rank_top_k must be at least 1")
     return settings

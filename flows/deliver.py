@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from flows.models import Digest, Recipient, RenderedEmail
+from flows.models import Digest, ForYou, Recipient, RenderedEmail
 from flows.render import RenderSettings, Unsubscribe, render_digest, unsubscribe_for
 
 log = logging.getLogger("paperdigest.deliver")
@@ -578,10 +578,12 @@ def deliver_digest(
     render_settings: RenderSettings | None = None,
     resend: bool = False,
     now: Callable[[], datetime] | None = None,
+    rankings: Mapping[str, ForYou] | None = None,
 ) -> DeliveryReport:
     """Render and send the digest to each recipient exactly once; never stops at a failure.
 
     `digest_key` defaults to the digest date (ISO); pass e.g. "2026-W33" for a weekly digest.
+    `rankings` (flows.ranking, by address) puts a reader's "For you" picks first.
     """
     key = digest_key or digest.digest_date.isoformat()
     if not _DIGEST_KEY.fullmatch(key):
@@ -598,6 +600,7 @@ def deliver_digest(
         resend=resend,
         now=now or (lambda: datetime.now(UTC)),
         report=DeliveryReport(digest_key=key, transport=repr(transport)),
+        rankings=rankings or {},
     )
     for recipient in recipients:
         run.deliver(recipient)
@@ -620,6 +623,7 @@ class _DeliveryRun:
     now: Callable[[], datetime]
     report: DeliveryReport
     unavailable: str | None = None  # set once the server proved unreachable: stop trying
+    rankings: Mapping[str, ForYou] = field(default_factory=dict)
 
     def deliver(self, recipient: Recipient) -> None:
         address = recipient.address
@@ -684,7 +688,12 @@ class _DeliveryRun:
         self._record_sent(address, message_id)
 
     def _message_for(self, recipient: Recipient, message_id: str) -> EmailMessage:
-        rendered = render_digest(self.digest, recipient=recipient, settings=self.settings)
+        rendered = render_digest(
+            self.digest,
+            recipient=recipient,
+            settings=self.settings,
+            for_you=self.rankings.get(recipient.address),
+        )
         return build_message(
             rendered,
             recipient=recipient.address,

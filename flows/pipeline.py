@@ -29,6 +29,7 @@ from flows.fetch import FetchError, HFClient
 from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
 from flows.pagebatch import PageBytes, page_bytes
 from flows.parse import detect_format, parse_page
+from flows.ranking import rank_recipients
 from flows.render import RenderSettings, render_digest, render_fitted, write_preview
 from flows.subscribers import digest_key_for, due_recipients, load_subscribers, weekly_window
 from flows.warehouse import Warehouse, WarehouseError
@@ -424,9 +425,18 @@ def deliver_run_digest(
     outcome.largest_email_bytes = render_fitted(digest, settings=render_settings).html_bytes
     batches = _digests_by_cadence(wh, digest, run_id, due, settings)
     for key, (batch_digest, recipients) in batches.items():
+        rankings = rank_recipients(
+            lambda day=batch_digest.digest_date: wh.ranking_corpus(until=day),
+            batch_digest,
+            recipients,
+            cache_dir=settings.rank_cache_path,
+            top_k=settings.rank_top_k,
+            model_dir=settings.embed_model_dir,
+        )
         report = deliver_digest(
             batch_digest,
             recipients,
+            rankings=rankings,
             ledger=wh,
             transport=transport,
             sender=smtp.mail_from,
