@@ -106,12 +106,14 @@ class EmbeddingBackend:
     name = EMBEDDINGS
 
     def __init__(self, model_dir: Path) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing is downloaded
         from fastembed import TextEmbedding
 
         self.model_dir = model_dir
         self.model = TextEmbedding(
-            model_name=EMBED_MODEL_NAME, cache_dir=str(model_dir), local_files_only=True
+            # local_files_only: a model that is not on disk raises instead of downloading
+            model_name=EMBED_MODEL_NAME,
+            cache_dir=str(model_dir),
+            local_files_only=True,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -399,7 +401,7 @@ def _fit(loaded: _Corpus, entries: Sequence[LibraryEntry], seed: int) -> _Reader
     else:
         x = sparse.vstack([positives, loaded.matrix[negatives]], format="csr")
         y = np.r_[np.ones(positives.shape[0]), np.zeros(len(negatives))]
-        svm = LinearSVC(class_weight="balanced", C=SVM_C, tol=1e-5, max_iter=5_000)
+        svm = LinearSVC(class_weight="balanced", C=SVM_C, tol=1e-5, max_iter=5_000, random_state=0)
         svm.fit(x, y)
         weights, bias = svm.coef_.ravel().astype(np.float32), float(svm.intercept_[0])
     mine = set(rows)

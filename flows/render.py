@@ -39,6 +39,7 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
 _KIND_LABELS = {"trending": "Trending", "new": "New", "late": "Missed earlier"}
+_BACKEND_LABELS = {"tf-idf": "a TF-IDF model", "embeddings": "sentence embeddings"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,9 +334,10 @@ def _plan_for_you(
         and e.paper.paper_id not in picked
         and not excluded_by(e.paper, topics)
     ]
+    model = _BACKEND_LABELS.get(for_you.backend, for_you.backend)
     intro = (
-        f"Today's {len(entries)} papers ranked by closeness to the "
-        f"{_plural(for_you.n_library, 'paper')} of your library ({for_you.backend}); "
+        f"The {len(picks)} of today's {len(entries)} papers closest to the "
+        f"{_plural(for_you.n_library, 'paper')} of your library ({model}); "
         "under each, the library paper it is closest to."
     )
     section = _Section("for_you", "For you", intro, tuple(picks))
