@@ -148,7 +148,9 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     """Render the digest of the latest run to HTML and text files; print their paths."""
     from flows.pipeline import preview_digest
 
-    html, text = preview_digest(settings, day=args.date, out_dir=args.out)
+    html, text = preview_digest(
+        settings, day=args.date, out_dir=args.out, address=getattr(args, "for_address", None)
+    )
     print(html)
     print(text)
     return EXIT_OK
@@ -266,6 +268,12 @@ def _args_diff(p: argparse.ArgumentParser) -> None:
 def _args_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", type=_date, help="digest date (default: the latest run's)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "preview", help="output folder")
+    p.add_argument(
+        "--for",
+        dest="for_address",
+        metavar="ADDRESS",
+        help="as this subscriber gets it (their topics; 'For you' first with a library)",
+    )
 
 
 def _args_reparse(p: argparse.ArgumentParser) -> None:

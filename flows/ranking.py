@@ -40,8 +40,8 @@ DEFAULT_TOP_K = 10
 MAX_FEATURES = 30_000
 # Each reader's SVM sees at most this many negatives (a fixed sample per reader), which keeps
 # a cold start of 1,000 readers within a minute on a large warehouse.
-MAX_NEGATIVES = 4_000
-SVM_C = 0.1
+MAX_NEGATIVES = 1_500
+SVM_C = 0.01
 EMBED_MODEL_ENV = "PAPERDIGEST_EMBED_MODEL_DIR"
 EMBED_MODEL_NAME = "BAAI/bge-small-en-v1.5"
 TFIDF, EMBEDDINGS = "tf-idf", "embeddings"
@@ -169,6 +169,8 @@ class _Corpus:
     matrix: sparse.csr_matrix
     row_of: dict[str, int]
     titles: list[str]
+    ids: list[tuple[str, str | None]]  # (paper_id, arxiv_id) of each row
+    text_hashes: np.ndarray  # a hash of each row's text, to tell duplicates
 
 
 def corpus_key(corpus: Sequence[CorpusPaper], backend_name: str) -> str:
@@ -198,7 +200,13 @@ def _load_corpus(
     for i, p in enumerate(corpus):  # library entries name arXiv ids, candidates paper ids
         if p.arxiv_id:
             row_of.setdefault(p.arxiv_id, i)
-    return _Corpus(key, fitted_backend, matrix, row_of, [p.title for p in corpus])
+    ids = [(p.paper_id, p.arxiv_id) for p in corpus]
+    hashes = np.array([_text_hash(p.text) for p in corpus], dtype=np.uint64)
+    return _Corpus(key, fitted_backend, matrix, row_of, [p.title for p in corpus], ids, hashes)
+
+
+def _text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 # ---------------------------------------------------------------------------------------
@@ -394,25 +402,33 @@ def _fit(loaded: _Corpus, entries: Sequence[LibraryEntry], seed: int) -> _Reader
     positives = loaded.matrix[rows]
     if texts:
         positives = sparse.vstack([positives, loaded.backend.transform(texts)], format="csr")
-    negatives = _negative_rows(loaded.matrix.shape[0], set(rows), seed)
+    negatives = _negative_rows(loaded, rows, seed)
     if not negatives:  # the library is the whole corpus: rank by closeness to its centre
         centre = np.asarray(positives.mean(axis=0)).ravel().astype(np.float32)
-        weights, bias = centre, 0.0
+        weights, bias = _half(centre), 0.0
     else:
         x = sparse.vstack([positives, loaded.matrix[negatives]], format="csr")
         y = np.r_[np.ones(positives.shape[0]), np.zeros(len(negatives))]
-        svm = LinearSVC(class_weight="balanced", C=SVM_C, tol=1e-5, max_iter=5_000, random_state=0)
+        # arxiv-sanity-lite's SVM (C=0.01); a looser tolerance than its 1e-6 ranks the same
+        svm = LinearSVC(class_weight="balanced", C=SVM_C, tol=1e-3, random_state=0)
         svm.fit(x, y)
-        weights, bias = svm.coef_.ravel().astype(np.float32), float(svm.intercept_[0])
-    mine = set(rows)
-    ids = frozenset(paper_id for paper_id, row in loaded.row_of.items() if row in mine)
+        weights, bias = _half(svm.coef_.ravel()), float(svm.intercept_[0])
+    ids = frozenset(i for row in rows for i in loaded.ids[row] if i)
     return _ReaderModel(weights, bias, sparse.csr_matrix(positives), tuple(titles), ids)
 
 
-def _negative_rows(n_corpus: int, positives: set[int], seed: int) -> list[int]:
-    """The corpus rows that are not the reader's, a fixed random sample when there are many."""
-    mask = np.ones(n_corpus, dtype=bool)
-    mask[list(positives)] = False
+def _half(weights: np.ndarray) -> np.ndarray:
+    """Weights at the precision the cache keeps (float16), so cached and fresh agree."""
+    return weights.astype(np.float16).astype(np.float32)
+
+
+def _negative_rows(loaded: _Corpus, positives: list[int], seed: int) -> list[int]:
+    """The corpus rows that are not the reader's, a fixed random sample when there are many.
+
+    A paper with the very text of a library paper (a re-listing under another id) is no
+    negative example: learning it both ways only slows the fit down.
+    """
+    mask = ~np.isin(loaded.text_hashes, loaded.text_hashes[positives])
     others = np.flatnonzero(mask)
     if len(others) > MAX_NEGATIVES:
         others = np.sort(np.random.default_rng(seed).choice(others, MAX_NEGATIVES, replace=False))
@@ -431,7 +447,7 @@ def default_cache_dir(warehouse: Path) -> Path:
 def _write_model(path: Path, model: _ReaderModel) -> None:
     lib = model.library
     buffer = _npz_bytes(
-        weights=model.weights,
+        weights=model.weights.astype(np.float16),  # half the size; ample for an order
         bias=np.array([model.bias]),
         data=lib.data,
         indices=lib.indices,
@@ -449,7 +465,7 @@ def _read_model(path: Path) -> _ReaderModel | None:
             shape = tuple(int(n) for n in z["shape"])
             library = sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
             return _ReaderModel(
-                weights=z["weights"],
+                weights=z["weights"].astype(np.float32),
                 bias=float(z["bias"][0]),
                 library=library,
                 titles=tuple(str(t) for t in z["titles"]),

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from deliver_fakes import DAY, typical_digest
 
+from flows.cli import main
 from flows.config import ConfigError, load_settings
 from flows.library import Library, LibraryEntry, read_library_file
 from flows.models import CorpusPaper, Recipient, Topics
@@ -343,3 +344,24 @@ def test_ranking_settings_and_the_cache_beside_the_warehouse(tmp_path: Path) -> 
     ) == str(tmp_path)
     with pytest.raises(ConfigError, match="rank_top_k"):
         load_settings(environ={"PAPERDIGEST_RANK_TOP_K": "0"})
+
+
+def test_preview_for_a_subscriber_shows_their_ranked_email(
+    warehouse_db: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    settings = _run_settings(warehouse_db, tmp_path)
+    monkeypatch.setenv("PAPERDIGEST_SUBSCRIBERS", str(settings.subscribers_path))
+    monkeypatch.setenv("PAPERDIGEST_RANK_CACHE", str(settings.rank_cache_path))
+    add_subscriber(settings.subscribers_path, "ada@example.org", library=world_models())
+    out = tmp_path / "preview"
+    base = ("--db", str(settings.db), "preview", "--out", str(out))
+    assert main([*base, "--for", "ada@example.org"]) == 0
+    html_path, text_path = (Path(line) for line in capsys.readouterr().out.splitlines())
+    assert html_path.name == "digest-2026-08-14-ada-at-example.org.html"
+    text = text_path.read_text()
+    assert "== FOR YOU ==" in text and "close to: " in text
+    assert main([*base]) == 0  # without --for: the email everyone gets
+    plain = Path(capsys.readouterr().out.splitlines()[1]).read_text()
+    assert "FOR YOU" not in plain
+    assert main([*base, "--for", "nobody@example.org"]) == 1
+    assert "nobody@example.org is not in" in capsys.readouterr().err
