@@ -32,6 +32,7 @@ import hashlib
 import random
 import shutil
 import statistics
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -101,14 +102,21 @@ def evaluate(corpus: Sequence[CorpusPaper], readers: Sequence[Reader]) -> dict[s
     """Mean precision@10 and recall@25 of the ranking and of the two baselines."""
     results: dict[str, list[tuple[float, float]]] = defaultdict(list)
     backend = TfidfBackend()
+    cache = Path(tempfile.mkdtemp(prefix="rank-eval-"))  # the corpus is featurised once
     for reader in readers:
         ranked = rank_readers(
-            corpus, reader.pool, {reader.name: _library(reader)}, top_k=25, backend=backend
+            corpus,
+            reader.pool,
+            {reader.name: _library(reader)},
+            top_k=25,
+            backend=backend,
+            cache_dir=cache,
         )
         order = [p.paper_id for p in ranked[reader.name].picks] if ranked else []
         results["ranking"].append(_at_k(order, reader.targets))
         results["upvotes"].append(_at_k(_by_upvotes(reader.pool), reader.targets))
         results["topics"].append(_at_k(_by_topics(reader.pool, reader.topics), reader.targets))
+    shutil.rmtree(cache, ignore_errors=True)
     return {
         name: Scores(statistics.mean(p for p, _ in pairs), statistics.mean(r for _, r in pairs))
         for name, pairs in results.items()

@@ -8,7 +8,11 @@ the golden file depends on the template, not on the numerics of a fitted model. 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from deliver_fakes import typical_digest
+from test_email_browser import CHROMIUM, WIDTHS, measure
 from test_render import SETTINGS, check_golden, hrefs
 
 from flows.models import ForYou, RankedPaper, Recipient, Topics
@@ -99,3 +103,16 @@ def test_library_titles_are_escaped_in_the_close_to_line() -> None:
     html = render_digest(digest, recipient=ADA, settings=SETTINGS, for_you=for_you).html
     assert "close to: &lt;img" in html
     assert "https://evil.example/x.png" not in hrefs(html)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("width", WIDTHS)
+def test_for_you_email_does_not_overflow_in_a_browser(tmp_path: Path, width: int) -> None:
+    digest = typical_digest()
+    long_title = "Pneumonoultramicroscopicsilicovolcanoconiosis-Aware" * 3 + " Transformers"
+    picks = (RankedPaper(digest.new[0].paper_id, 1.0, long_title), *ada_for_you().picks[1:])
+    for_you = ForYou(picks=picks, n_library=4, backend="tf-idf")
+    html = render_digest(digest, recipient=ADA, settings=SETTINGS, for_you=for_you).html
+    found = measure(tmp_path / "profile", html, width)
+    assert int(found["scroll-width"]) <= width, found
