@@ -299,8 +299,8 @@ def library_hash(entries: Sequence[LibraryEntry]) -> str:
     """SHA-256 of the entries' ids and text, in order: changes whenever the library does."""
     digest = hashlib.sha256()
     for entry in entries:
-        digest.update(json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
-        digest.update(b"\n")
+        fields = (entry.arxiv_id or "", entry.title, entry.abstract, "\x1f".join(entry.keywords))
+        digest.update(("\x1e".join(fields) + "\n").encode("utf-8"))
     return digest.hexdigest()
 
 
