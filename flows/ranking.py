@@ -372,7 +372,7 @@ def _reader_model(
     loaded: _Corpus, library: Library, cache_dir: Path | None, stats: RankStats
 ) -> _ReaderModel | None:
     key = model_key(loaded.key, library)
-    path = cache_dir / f"reader-{loaded.key[:24]}-{key[:24]}.npz" if cache_dir else None
+    path = cache_dir / f"reader-{loaded.key[:24]}-{key[:24]}.pkl" if cache_dir else None
     if path and path.exists():
         model = _read_model(path)
         if model is not None:
@@ -450,48 +450,42 @@ def default_cache_dir(warehouse: Path) -> Path:
 
 
 def _write_model(path: Path, model: _ReaderModel) -> None:
+    """One small pickle per reader: plain arrays and strings (faster to read than .npz)."""
     lib = model.library
-    buffer = _npz_bytes(
-        weights=model.weights.astype(np.float16),  # half the size; ample for an order
-        bias=np.array([model.bias]),
-        data=lib.data.astype(np.float16),
-        indices=lib.indices,
-        indptr=lib.indptr,
-        shape=np.array(lib.shape),
-        titles=np.array(model.titles, dtype=np.str_),
-        paper_ids=np.array(sorted(model.paper_ids), dtype=np.str_),
-    )
-    _write_atomic(path, buffer)
+    record = {
+        "weights": model.weights.astype(np.float16),  # half the size; ample for an order
+        "bias": model.bias,
+        "data": lib.data.astype(np.float16),
+        "indices": lib.indices,
+        "indptr": lib.indptr,
+        "shape": lib.shape,
+        "titles": model.titles,
+        "paper_ids": sorted(model.paper_ids),
+    }
+    _write_atomic(path, pickle.dumps(record, protocol=5))
 
 
 def _read_model(path: Path) -> _ReaderModel | None:
+    record = _read_pickle(path)
+    if record is None:
+        return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            shape = tuple(int(n) for n in z["shape"])
-            data = z["data"].astype(np.float32)
-            library = sparse.csr_matrix((data, z["indices"], z["indptr"]), shape=shape)
-            return _ReaderModel(
-                weights=z["weights"].astype(np.float32),
-                bias=float(z["bias"][0]),
-                library=library,
-                titles=tuple(str(t) for t in z["titles"]),
-                paper_ids=frozenset(str(p) for p in z["paper_ids"]),
-            )
+        data = record["data"].astype(np.float32)
+        library = sparse.csr_matrix((data, record["indices"], record["indptr"]), record["shape"])
+        return _ReaderModel(
+            weights=record["weights"].astype(np.float32),
+            bias=float(record["bias"]),
+            library=library,
+            titles=tuple(record["titles"]),
+            paper_ids=frozenset(record["paper_ids"]),
+        )
     except Exception as err:  # a damaged cache file is refitted, never trusted
         log.warning("ignoring the damaged ranking cache file %s: %s", path, err)
         return None
 
 
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    import io  # only for the cache files
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 def _read_pickle(path: Path) -> Any:
-    """A cached corpus written by this module (the cache folder is ours alone)."""
+    """A cache file written by this module (the cache folder is ours alone); None if unusable."""
     if not path.exists():
         return None
     try:
@@ -506,7 +500,7 @@ def _prune(cache_dir: Path, keep: str) -> None:
     for stale in cache_dir.glob("corpus-*.pkl"):
         if keep not in stale.name:
             stale.unlink(missing_ok=True)
-    for stale in cache_dir.glob("reader-*.npz"):
+    for stale in cache_dir.glob("reader-*.pkl"):
         if not stale.name.startswith(f"reader-{keep}-"):
             stale.unlink(missing_ok=True)
 
