@@ -26,15 +26,7 @@ from flows.deliver import (
 )
 from flows.diff import DiffSettings, compute_diff, latest_run, resolve_since
 from flows.fetch import FetchError, HFClient
-from flows.models import (
-    Digest,
-    ForYou,
-    PageFormatError,
-    PageLoad,
-    ParsedPage,
-    RawPage,
-    Recipient,
-)
+from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
 from flows.pagebatch import PageBytes, page_bytes
 from flows.parse import detect_format, parse_page
 from flows.ranking import rank_recipients
@@ -433,18 +425,10 @@ def deliver_run_digest(
     outcome.largest_email_bytes = render_fitted(digest, settings=render_settings).html_bytes
     batches = _digests_by_cadence(wh, digest, run_id, due, settings)
     for key, (batch_digest, recipients) in batches.items():
-        rankings = rank_recipients(
-            lambda day=batch_digest.digest_date: wh.ranking_corpus(until=day),
-            batch_digest,
-            recipients,
-            cache_dir=settings.rank_cache_path,
-            top_k=settings.rank_top_k,
-            model_dir=settings.embed_model_dir,
-        )
         report = deliver_digest(
             batch_digest,
             recipients,
-            rankings=rankings,
+            rankings=_rankings(wh, batch_digest, recipients, settings),
             ledger=wh,
             transport=transport,
             sender=smtp.mail_from,
@@ -613,7 +597,8 @@ def preview_digest(
             digest_date=day,
             settings=DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain),
         )
-        for_you = _preview_ranking(wh, digest, reader, settings) if reader else None
+        rankings = _rankings(wh, digest, [reader], settings) if reader else {}
+    for_you = rankings.get(reader.address) if reader else None
     rendered = render_digest(
         digest, recipient=reader, settings=render_settings_for(settings), for_you=for_you
     )
@@ -629,15 +614,15 @@ def _subscriber(settings: Settings, address: str) -> Recipient:
     raise KeyError(f"{address} is not in {settings.subscribers_path}")
 
 
-def _preview_ranking(
-    wh: Warehouse, digest: Digest, reader: Recipient, settings: Settings
-) -> ForYou | None:
-    rankings = rank_recipients(
+def _rankings(
+    wh: Warehouse, digest: Digest, recipients: list[Recipient], settings: Settings
+) -> dict:
+    """Each recipient's "For you" ranking of the digest (flows.ranking), by address."""
+    return rank_recipients(
         lambda: wh.ranking_corpus(until=digest.digest_date),
         digest,
-        [reader],
+        recipients,
         cache_dir=settings.rank_cache_path,
         top_k=settings.rank_top_k,
         model_dir=settings.embed_model_dir,
     )
-    return rankings.get(reader.address)

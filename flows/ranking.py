@@ -277,6 +277,9 @@ def rank_recipients(
     Ranking is an extra: a reader whose stored library cannot be read, or any failure of the
     ranking itself, is logged and leaves that email unranked rather than unsent.
     """
+    candidates = digest_candidates(digest)
+    if not candidates:  # nothing new today: nothing to rank, and nothing to say about it
+        return {}
     libraries: dict[str, Library] = {}
     for recipient in recipients:
         if recipient.library is None:
@@ -291,7 +294,7 @@ def rank_recipients(
         stats = RankStats()
         ranked = rank_readers(
             read_corpus(),
-            digest_candidates(digest),
+            candidates,
             libraries,
             cache_dir=cache_dir,
             top_k=top_k,

@@ -365,3 +365,15 @@ def test_preview_for_a_subscriber_shows_their_ranked_email(
     assert "FOR YOU" not in plain
     assert main([*base, "--for", "nobody@example.org"]) == 1
     assert "nobody@example.org is not in" in capsys.readouterr().err
+
+
+def test_an_empty_day_ranks_nothing_and_reads_no_corpus(tmp_path: Path, caplog) -> None:
+    reader = add_subscriber(tmp_path / "subs.json", "ada@example.org", library=world_models())
+
+    def no_corpus() -> list[CorpusPaper]:
+        raise AssertionError("the corpus is read only when there is something to rank")
+
+    empty = replace(typical_digest(), new=(), trending=(), late=())
+    with caplog.at_level(logging.WARNING):
+        assert rank_recipients(no_corpus, empty, [reader], cache_dir=None) == {}
+    assert caplog.text == ""
