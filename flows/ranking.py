@@ -184,7 +184,8 @@ def corpus_key(corpus: Sequence[CorpusPaper], backend_name: str) -> str:
 def _load_corpus(
     corpus: Sequence[CorpusPaper], backend: Any, cache_dir: Path | None, stats: RankStats
 ) -> _Corpus:
-    key = corpus_key(corpus, backend.name)
+    # another embedding model means other features: its folder is part of the key
+    key = corpus_key(corpus, f"{backend.name}:{getattr(backend, 'model_dir', '')}")
     path = cache_dir / f"corpus-{backend.name}-{key[:24]}.pkl" if cache_dir else None
     cached = _read_pickle(path) if path else None
     if cached is not None:
