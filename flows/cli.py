@@ -156,7 +156,9 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     """Render the digest of the latest run to HTML and text files; print their paths."""
     from flows.pipeline import preview_digest
 
-    html, text = preview_digest(settings, day=args.date, out_dir=args.out)
+    html, text = preview_digest(
+        settings, day=args.date, out_dir=args.out, address=getattr(args, "for_address", None)
+    )
     print(html)
     print(text)
     return EXIT_OK
@@ -203,15 +205,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
-    """Add, list or remove subscribers."""
+    """Add, list or remove subscribers, or replace a subscriber's library."""
     from flows import subscribers
+    from flows.library import read_library_file
 
     path = settings.subscribers_path
+    # The library file is parsed before anything is written: a bad one changes nothing.
+    library = read_library_file(args.library) if getattr(args, "library", None) else None
     if args.action == "add":
         subscribers.add_subscriber(
-            path, args.address, include=args.include, exclude=args.exclude, cadence=args.cadence
+            path,
+            args.address,
+            include=args.include,
+            exclude=args.exclude,
+            cadence=args.cadence,
+            library=library,
         )
-        print(f"added {args.address} to {path}")
+        print(f"added {args.address} to {path}{_library_note(library)}")
+    elif args.action == "library":
+        subscribers.set_library(path, args.address, library)
+        print(f"replaced the library of {args.address} in {path}{_library_note(library)}")
     elif args.action == "remove":
         subscribers.remove_subscriber(path, args.address)
         print(f"unsubscribed {args.address} in {path}")
@@ -219,8 +232,19 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
         for r in subscribers.load_subscribers(path):
             state = "active" if r.active else "unsubscribed"
             topics = ", ".join(r.topics.include) or "-"
-            print(f"{r.address}\t{r.cadence}\t{state}\tinclude: {topics}")
+            library = f"\tlibrary: {r.library.name}" if r.library else ""
+            print(f"{r.address}\t{r.cadence}\t{state}\tinclude: {topics}{library}")
     return EXIT_OK
+
+
+def _library_note(library: Any) -> str:
+    if library is None:
+        return ""
+    with_id = sum(1 for e in library.entries if e.arxiv_id)
+    return (
+        f" with a library of {len(library.entries)} papers "
+        f"({with_id} with an arXiv id) from {library.source} ({library.fmt})"
+    )
 
 
 # ---- arguments of each command ------------------------------------------------------------
@@ -265,6 +289,12 @@ def _args_diff(p: argparse.ArgumentParser) -> None:
 def _args_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", type=_date, help="digest date (default: the latest run's)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "preview", help="output folder")
+    p.add_argument(
+        "--for",
+        dest="for_address",
+        metavar="ADDRESS",
+        help="as this subscriber gets it (their topics; 'For you' first with a library)",
+    )
 
 
 def _args_reparse(p: argparse.ArgumentParser) -> None:
@@ -300,6 +330,17 @@ def _args_subscribers(p: argparse.ArgumentParser) -> None:
     add.add_argument("--include", nargs="*", default=(), metavar="KW", help="topic keywords")
     add.add_argument("--exclude", nargs="*", default=(), metavar="KW", help="keywords to drop")
     add.add_argument("--cadence", choices=("daily", "weekdays", "weekly"), default="daily")
+    add.add_argument(
+        "--library",
+        type=Path,
+        metavar="FILE",
+        help="papers you read, to rank your digest: BibTeX, Zotero CSV, RIS, or arXiv ids/URLs",
+    )
+    library = actions.add_parser("library", help="replace a subscriber's library file")
+    library.add_argument("address")
+    library.add_argument(
+        "library", type=Path, metavar="FILE", help="BibTeX, Zotero CSV, RIS, or arXiv ids/URLs"
+    )
     remove = actions.add_parser("remove", help="unsubscribe an address (kept as unsubscribed)")
     remove.add_argument("address")
     actions.add_parser("list", help="list subscribers")
@@ -320,7 +361,11 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
     "check": (cmd_check, "check the warehouse's integrity", _args_none),
     "backfill": (cmd_backfill, "fetch and load a range of past days", _args_backfill),
     "serve": (cmd_serve, "register the daily and backfill deployments and serve them", _args_serve),
-    "subscribers": (cmd_subscribers, "add, list or remove subscribers", _args_subscribers),
+    "subscribers": (
+        cmd_subscribers,
+        "add, list or remove subscribers; set their libraries",
+        _args_subscribers,
+    ),
 }
 
 

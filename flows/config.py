@@ -40,6 +40,9 @@ ENV_VARS = {
     "PAPERDIGEST_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "PAPERDIGEST_TASK_RETRY_DELAY": "task_retry_delay",
     "PAPERDIGEST_RATE_LIMIT": "rate_limit",
+    "PAPERDIGEST_RANK_TOP_K": "rank_top_k",
+    "PAPERDIGEST_RANK_CACHE": "rank_cache",
+    "PAPERDIGEST_EMBED_MODEL_DIR": "embed_model_dir",
 }
 
 
@@ -76,11 +79,19 @@ class Settings:
     # Client-side request budget per 5 minutes: "api=500,pages=100" (the default), or "off";
     # lifting or raising it is refused against huggingface.co (flows.fetch reads it).
     rate_limit: str | None = None
+    rank_top_k: int = 10  # papers in each reader's "For you" section (readers with a library)
+    rank_cache: Path | None = None  # default: rank-cache/ beside the warehouse
+    embed_model_dir: Path | None = None  # a fastembed model on disk; unset = TF-IDF ranking
 
     @property
     def subscribers_path(self) -> Path:
         """The subscribers file: explicit, or `subscribers.json` beside the warehouse."""
         return self.subscribers or self.db.parent / "subscribers.json"
+
+    @property
+    def rank_cache_path(self) -> Path:
+        """The ranking's model cache: explicit, or `rank-cache/` beside the warehouse."""
+        return self.rank_cache or self.db.parent / "rank-cache"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -164,4 +175,6 @@ def _validated(settings: Settings) -> Settings:
     ):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative")
+    if settings.rank_top_k < 1:
+        raise ConfigError("rank_top_k must be at least 1")
     return settings

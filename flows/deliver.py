@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from flows.models import Digest, Recipient, RenderedEmail
+from flows.models import Digest, ForYou, Recipient, RenderedEmail
 from flows.outgoing import HEADER_POLICY, OutgoingMessage, encode_message
 from flows.render import RenderSettings, Unsubscribe, render_digest, unsubscribe_for
 
@@ -717,6 +717,7 @@ def deliver_digest(
     resend: bool = False,
     now: Callable[[], datetime] | None = None,
     batch_size: int = SEND_BATCH,
+    rankings: Mapping[str, ForYou] | None = None,
 ) -> DeliveryReport:
     """Render and send the digest to each recipient exactly once; never stops at a failure.
 
@@ -725,6 +726,7 @@ def deliver_digest(
     hand-over, one sent transaction. A crash re-sends at most one batch, with the same ids.
     While a batch is handed over (in a thread: the server's replies are waits), the next one
     is rendered; its rows are written only after the first batch's outcomes are.
+    `rankings` (flows.ranking, by address) puts a reader's "For you" picks first.
     """
     key = digest_key or digest.digest_date.isoformat()
     if not _DIGEST_KEY.fullmatch(key):
@@ -743,6 +745,7 @@ def deliver_digest(
         now=now or (lambda: datetime.now(UTC)),
         report=DeliveryReport(digest_key=key, transport=repr(transport)),
         hand_overs=hand_overs,
+        rankings=rankings or {},
     )
     with hand_overs:
         for batch in _batches(recipients, max(1, batch_size)):
@@ -872,6 +875,7 @@ class _DeliveryRun:
     hand_overs: ThreadPoolExecutor  # one thread: a batch at a time
     unavailable: str | None = None  # set once the server proved unreachable: stop trying
     in_flight: _InFlight | None = None  # the batch being handed over, not yet recorded
+    rankings: Mapping[str, ForYou] = field(default_factory=dict)
 
     def deliver_batch(self, recipients: list[Recipient]) -> None:
         """Read the batch's ledger rows, render what is owed, record the batch before it,
@@ -939,7 +943,12 @@ class _DeliveryRun:
             return None
 
     def _message_for(self, recipient: Recipient, message_id: str) -> OutgoingMessage:
-        rendered = render_digest(self.digest, recipient=recipient, settings=self.settings)
+        rendered = render_digest(
+            self.digest,
+            recipient=recipient,
+            settings=self.settings,
+            for_you=self.rankings.get(recipient.address),
+        )
         return encode_message(
             rendered,
             recipient=recipient.address,

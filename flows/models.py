@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 
 SOURCES = ("api", "html", "text")
 
@@ -175,6 +176,7 @@ class Recipient:
     topics: Topics = field(default_factory=Topics)
     cadence: str = "daily"  # "daily" | "weekdays" | "weekly"
     active: bool = True
+    library: Path | None = None  # the reader's stored library (flows/library.py), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,3 +187,31 @@ class RenderedEmail:
     preheader: str
     text: str
     html: str
+
+
+@dataclass(frozen=True, slots=True)
+class RankedPaper:
+    """A candidate paper placed for one reader: its score and the library paper it is closest to."""
+
+    paper_id: str
+    score: float
+    close_to: str  # title of the nearest library paper (cosine similarity)
+
+
+@dataclass(frozen=True, slots=True)
+class ForYou:
+    """One reader's ranking of the day's candidates, best first, and how it was made."""
+
+    picks: tuple[RankedPaper, ...]  # the top-k, best first
+    n_library: int  # library papers the model learned from
+    backend: str  # "tf-idf" or "embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusPaper:
+    """A warehouse paper as the ranking reads it: its id, title and searchable text."""
+
+    paper_id: str
+    arxiv_id: str | None
+    title: str
+    text: str  # title, abstract and keywords

@@ -30,6 +30,7 @@ from flows.fetch import FetchError, HFClient
 from flows.models import Digest, PageFormatError, PageLoad, ParsedPage, RawPage, Recipient
 from flows.pagebatch import PageBytes, page_bytes
 from flows.parse import detect_format, parse_page
+from flows.ranking import rank_recipients
 from flows.render import RenderSettings, render_digest, render_fitted, write_preview
 from flows.subscribers import digest_key_for, due_recipients, load_subscribers, weekly_window
 from flows.warehouse import Warehouse, WarehouseError
@@ -442,6 +443,7 @@ def deliver_run_digest(
         report = deliver_digest(
             batch_digest,
             recipients,
+            rankings=_rankings(wh, batch_digest, recipients, settings),
             ledger=wh,
             transport=transport,
             sender=smtp.mail_from,
@@ -592,8 +594,14 @@ def _weekdays_between(start: date, end: date) -> int:
     return sum((start + timedelta(n)).weekday() < 5 for n in range(1, days + 1))
 
 
-def preview_digest(settings: Settings, day: date | None, out_dir: Path) -> tuple[Path, Path]:
-    """Render the latest run's digest (for `day`) to an HTML and a text file."""
+def preview_digest(
+    settings: Settings, day: date | None, out_dir: Path, address: str | None = None
+) -> tuple[Path, Path]:
+    """Render the latest run's digest (for `day`) to an HTML and a text file.
+
+    With an address, as that subscriber gets it: their topics and, with a library, "For you".
+    """
+    reader = _subscriber(settings, address) if address else None
     with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
         run_id = latest_run(wh)
         if run_id is None:
@@ -611,5 +619,32 @@ def preview_digest(settings: Settings, day: date | None, out_dir: Path) -> tuple
             digest_date=day,
             settings=DiffSettings(window_days=settings.window_days, min_gain=settings.min_gain),
         )
-    rendered = render_digest(digest, settings=render_settings_for(settings))
-    return write_preview(rendered, out_dir, f"digest-{day}")
+        rankings = _rankings(wh, digest, [reader], settings) if reader else {}
+    for_you = rankings.get(reader.address) if reader else None
+    rendered = render_digest(
+        digest, recipient=reader, settings=render_settings_for(settings), for_you=for_you
+    )
+    stem = f"digest-{day}" + (f"-{reader.address.replace('@', '-at-')}" if reader else "")
+    return write_preview(rendered, out_dir, stem)
+
+
+def _subscriber(settings: Settings, address: str) -> Recipient:
+    wanted = address.strip().lower()
+    for recipient in load_recipients(settings):
+        if recipient.address.lower() == wanted:
+            return recipient
+    raise KeyError(f"{address} is not in {settings.subscribers_path}")
+
+
+def _rankings(
+    wh: Warehouse, digest: Digest, recipients: list[Recipient], settings: Settings
+) -> dict:
+    """Each recipient's "For you" ranking of the digest (flows.ranking), by address."""
+    return rank_recipients(
+        lambda: wh.ranking_corpus(until=digest.digest_date),
+        digest,
+        recipients,
+        cache_dir=settings.rank_cache_path,
+        top_k=settings.rank_top_k,
+        model_dir=settings.embed_model_dir,
+    )

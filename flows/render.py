@@ -22,7 +22,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from flows import PROJECT_URL, __version__
-from flows.models import Change, Digest, DigestPaper, Recipient, RenderedEmail, Topics
+from flows.models import Change, Digest, DigestPaper, ForYou, Recipient, RenderedEmail, Topics
 
 log = logging.getLogger("paperdigest.render")
 
@@ -42,6 +42,7 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
 _KIND_LABELS = {"trending": "Trending", "new": "New", "late": "Missed earlier"}
+_BACKEND_LABELS = {"tf-idf": "a TF-IDF model", "embeddings": "sentence embeddings"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,7 @@ class _Plan:
     n_late: int
     n_matches: int | None  # None when the recipient has no include topics
     top: DigestPaper | None
+    n_for_you: int | None = None  # set when the reader's library ranked the digest
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,9 +130,10 @@ def render_digest(
     *,
     recipient: Recipient | None = None,
     settings: RenderSettings | None = None,
+    for_you: ForYou | None = None,
 ) -> RenderedEmail:
     """Render the digest for one recipient (or for everyone when recipient is None)."""
-    return render_fitted(digest, recipient=recipient, settings=settings).email
+    return render_fitted(digest, recipient=recipient, settings=settings, for_you=for_you).email
 
 
 def render_fitted(
@@ -138,10 +141,17 @@ def render_fitted(
     *,
     recipient: Recipient | None = None,
     settings: RenderSettings | None = None,
+    for_you: ForYou | None = None,
 ) -> Rendering:
-    """Render the digest at the most detailed step whose HTML fits `max_html_bytes`."""
+    """Render the digest at the most detailed step whose HTML fits `max_html_bytes`.
+
+    `for_you` (flows.ranking) puts the reader's top picks first, each with the library paper
+    it is closest to; without it the email is exactly the unranked one.
+    """
     settings = settings or RenderSettings()
     plan = _plan(digest, recipient, settings)
+    if for_you is not None:
+        plan = _plan_for_you(digest, plan, for_you, recipient, settings)
     for detail in DETAIL_STEPS[:-1]:
         rendering = _render_at(digest, plan, recipient, settings, detail, cap=None)
         if rendering.html_bytes <= settings.max_html_bytes:
@@ -303,6 +313,54 @@ def _topic_sections(
         intro += " · not: " + ", ".join(k.strip() for k in topics.exclude)
     section = _Section("matches", "Matches for your topics", intro + ".", tuple(matches))
     return [section], tuple(outside[: settings.outside_topics_limit])
+
+
+def _plan_for_you(
+    digest: Digest,
+    plan: _Plan,
+    for_you: ForYou,
+    recipient: Recipient | None,
+    settings: RenderSettings,
+) -> _Plan:
+    """ "For you" first (the ranked picks, each close to a library paper), then the trending
+    papers the ranking left out in their own short section; the rest is a link away."""
+    topics = recipient.topics if recipient else Topics()
+    entries = {e.paper.paper_id: e for e in _unique_entries(digest)}
+    picks = [
+        replace(
+            entries[p.paper_id], why=f"close to: {_one_line(p.close_to)}" if p.close_to else None
+        )
+        for p in for_you.picks
+        if p.paper_id in entries and not excluded_by(entries[p.paper_id].paper, topics)
+    ]
+    if not picks:
+        return plan
+    picked = {e.paper.paper_id for e in picks}
+    outside = [
+        e
+        for e in entries.values()
+        if e.kind == "trending"
+        and e.paper.paper_id not in picked
+        and not excluded_by(e.paper, topics)
+    ]
+    model = _BACKEND_LABELS.get(for_you.backend, for_you.backend)
+    intro = (
+        f"The {len(picks)} of today's {len(entries)} papers closest to the "
+        f"{_plural(for_you.n_library, 'paper')} of your library ({model}); "
+        "under each, the library paper it is closest to."
+    )
+    section = _Section("for_you", "For you", intro, tuple(picks))
+    return replace(
+        plan,
+        sections=(section,),
+        outside=tuple(outside[: settings.outside_topics_limit]),
+        n_new=sum(e.kind == "new" for e in picks),
+        n_trending=sum(e.kind == "trending" for e in picks),
+        n_late=sum(e.kind == "late" for e in picks),
+        n_matches=None,
+        top=picks[0].paper,
+        n_for_you=len(picks),
+    )
 
 
 def _of(entries: list[_Entry], kind: str) -> tuple[_Entry, ...]:
@@ -490,7 +548,10 @@ def _subject(digest: Digest, plan: _Plan, settings: RenderSettings, weekly: bool
 
 def _counts(plan: _Plan) -> str:
     parts = []
-    if plan.n_matches is not None:
+    if plan.n_for_you is not None:
+        parts.append(f"{plan.n_for_you} for you")
+        parts.append(f"{len(plan.outside)} trending elsewhere" if plan.outside else "")
+    elif plan.n_matches is not None:
         parts.append(f"{plan.n_matches} for your topics")
         parts.append(f"{len(plan.outside)} trending elsewhere" if plan.outside else "")
     else:
@@ -516,7 +577,8 @@ def _preheader(plan: _Plan, digest: Digest) -> str:
             lead += f"; trending: {plan.outside[0].paper.title}"
         return _one_line(_clip(lead, 140))
     votes = f" ({plan.top.upvotes:,} upvotes)" if plan.top.upvotes else ""
-    return _one_line(f"Top: {_clip(_one_line(plan.top.title), 100)}{votes}")
+    lead = "Top for you" if plan.n_for_you else "Top"
+    return _one_line(f"{lead}: {_clip(_one_line(plan.top.title), 100)}{votes}")
 
 
 def _heading_date(digest: Digest, weekly: bool) -> str:
@@ -525,6 +587,8 @@ def _heading_date(digest: Digest, weekly: bool) -> str:
 
 
 def _outside_title(plan: _Plan) -> str:
+    if plan.n_for_you is not None:
+        return "Trending outside your interests"
     if plan.n_matches is None:
         return "Trending, hidden by your filters"
     return "Trending outside your topics"
@@ -541,7 +605,7 @@ def _section_view(
         "papers": [_paper_view(e, settings, detail) for e in entries],
         "more": len(section.entries) - len(entries),
         "more_url": day_url,
-        "show_kind": section.key == "matches",
+        "show_kind": section.key in ("matches", "for_you"),
     }
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.library import Library, libraries_dir, library_file_name, write_library
 from flows.models import Change, Digest, DigestPaper, Recipient, Topics
 
 CADENCES = ("daily", "weekdays", "weekly")
@@ -68,8 +69,12 @@ def add_subscriber(
     include: Iterable[str] | None = (),
     exclude: Iterable[str] | None = (),
     cadence: str = "daily",
+    library: Library | None = None,
 ) -> Recipient:
-    """Add a subscriber, or update and re-activate one with the same address."""
+    """Add a subscriber, or update and re-activate one with the same address.
+
+    A given library replaces the reader's stored one; without it, any stored library is kept.
+    """
     address = normalize_address(address)
     if cadence not in CADENCES:
         raise ValueError(f"cadence must be one of {', '.join(CADENCES)}, got {cadence!r}")
@@ -89,8 +94,38 @@ def add_subscriber(
             active=True,
             unsubscribed_at=None,
         )
+        if library is not None:
+            _store_library(path, record, library)
         _write_records(path, records)
     return _recipient(record, path)
+
+
+def set_library(path: Path, address: str, library: Library) -> Recipient:
+    """Replace a subscriber's library (KeyError when the address is not subscribed)."""
+    address = normalize_address(address)
+    path = Path(path)
+    with _locked(path):
+        records = _read_records(path)
+        record = _find(records, address)
+        if record is None:
+            raise KeyError(f"{address} is not in {path}")
+        _store_library(path, record, library)
+        _write_records(path, records)
+    return _recipient(record, path)
+
+
+def _store_library(path: Path, record: dict[str, Any], library: Library) -> None:
+    """Write the library file first, then point the record at it (a crash leaves the old one)."""
+    name = library_file_name(record["address"])
+    write_library(libraries_dir(path) / name, library)
+    record["library"] = {
+        "file": name,
+        "source": library.source,
+        "format": library.fmt,
+        "entries": len(library.entries),
+        "sha256": library.sha256,
+        "updated_at": _now(),
+    }
 
 
 def remove_subscriber(path: Path, address: str) -> Recipient:
@@ -146,9 +181,20 @@ def _recipient(record: dict[str, Any], path: Path) -> Recipient:
             ),
             cadence=cadence,
             active=bool(record.get("active", True)),
+            library=_library_path(record, path),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise SubscribersFileError(f"{path}: bad subscriber record {record!r}: {err}") from err
+
+
+def _library_path(record: dict[str, Any], path: Path) -> Path | None:
+    library = record.get("library")
+    if not library:
+        return None
+    name = library["file"]
+    if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+        raise ValueError(f"bad library file name {name!r}")
+    return libraries_dir(path) / name
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from flows.capture import settle_capture
-from flows.models import PageFormatError, PageLoad, ParsedPage, RawPage, Reject
+from flows.models import CorpusPaper, PageFormatError, PageLoad, ParsedPage, RawPage, Reject
 from flows.pagebatch import (
     EXCERPT_CHARS,
     PageBytes,
@@ -600,6 +600,11 @@ class Warehouse:
     def run_query(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run `warehouse/queries/<name>.sql` with bound parameters; rows as dicts."""
         return self.fetch_dicts(query_sql(name), params)
+
+    def ranking_corpus(self, until: date | None = None) -> list[CorpusPaper]:
+        """Every paper's id, title and text for the personal ranking (first seen by `until`)."""
+        rows = self.con.execute(query_sql("ranking_corpus"), {"until": until}).fetchall()
+        return [CorpusPaper(pid, aid, title or "", text or "") for pid, aid, title, text in rows]
 
     def integrity_problems(self) -> list[tuple[str, int]]:
         """Every integrity check that fails, with its count (empty when all is well)."""
