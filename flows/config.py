@@ -7,6 +7,7 @@ the table and this module agree.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +39,9 @@ ENV_VARS = {
     "PAPERDIGEST_UNSUBSCRIBE_URL": "unsubscribe_url",
     "PAPERDIGEST_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "PAPERDIGEST_TASK_RETRY_DELAY": "task_retry_delay",
+    "PAPERDIGEST_SITE_DIR": "site_dir",
+    "PAPERDIGEST_SITE_URL": "site_url",
+    "PAPERDIGEST_EMAIL_FULL_PAPERS": "email_full_papers",
 }
 
 
@@ -71,6 +75,14 @@ class Settings:
     smtp_block: str | None = None  # a Prefect EmailServerCredentials block to send with
     unsubscribe_url: str | None = None  # https URL; "{address}" is replaced by the reader's
     unsubscribe_mailto: str | None = None  # address that takes "unsubscribe" mails
+    site_dir: Path | None = None  # the published site; default: site/ beside the warehouse
+    site_url: str | None = None  # the URL the site is served from (feeds, "more on the web")
+    email_full_papers: int = 25  # papers per email section that always keep full detail
+
+    @property
+    def site_path(self) -> Path:
+        """The published site's folder: explicit, or `site/` beside the warehouse."""
+        return self.site_dir or self.db.parent / "site"
 
     @property
     def subscribers_path(self) -> Path:
@@ -140,7 +152,10 @@ def _validated(settings: Settings) -> Settings:
         "min_gain",
         "deadman_weekdays",
         "task_retries",
+        "email_full_papers",
     ):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative")
+    if settings.site_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", settings.site_url):
+        raise ConfigError(f"site URL must be an http(s) URL, not {settings.site_url!r}")
     return settings
