@@ -71,7 +71,7 @@ class SiteSettings:
 class Sighting:
     """A paper seen on a digest page: when, at which rank, with how many upvotes."""
 
-    digest_date: date
+    digest_date: date | None  # None for a page that said no date
     seen_at: datetime
     rank: int
     upvotes: int | None
@@ -170,7 +170,8 @@ def read_site_data(wh: Warehouse) -> SiteData:
     listed_on: dict[date, set[str]] = defaultdict(set)
     for paper_id, day, seen_at, rank, upvotes in wh.site_sightings():
         sightings[paper_id].append(Sighting(day, seen_at, rank, upvotes))
-        listed_on[day].add(paper_id)
+        if day is not None:
+            listed_on[day].add(paper_id)
     mailed = _mailed_digests(wh.site_digest_items(STARS_JUMP))
     days = []
     for row in wh.site_dates():
@@ -207,28 +208,31 @@ def write_site(
 ) -> PublishReport:
     """Write the files whose content changed (atomically), remove the ones no longer built.
 
-    `known` maps paths to the hashes the last publish wrote; a file whose hash and size on
-    disk still match is not read again.
+    `known` maps paths to what the last publish recorded (content hash, size, mtime): a file
+    whose size and mtime on disk are still those is compared by hash without being read;
+    any other existing file is read and compared byte for byte.
     """
     known = known or {}
     report = PublishReport(out_dir, files=len(files))
     out_dir.mkdir(parents=True, exist_ok=True)
-    hashes = {}
+    recorded = {}
     for relative, content in files.items():
         digest = hashlib.sha256(content).hexdigest()
-        hashes[relative] = f"{digest}:{len(content)}"
         path = out_dir / relative
-        if _same_on_disk(path, content, hashes[relative], known.get(relative)):
+        stamp = _same_on_disk(path, content, digest, known.get(relative))
+        if stamp is not None:
             report.unchanged += 1
-            continue
-        write_atomically(path, content)
-        report.written.append(relative)
+        else:
+            write_atomically(path, content)
+            report.written.append(relative)
+            stamp = path.stat().st_mtime_ns
+        recorded[relative] = f"{digest}:{len(content)}:{stamp}"
     for relative in sorted(set(known) - set(files)):
         path = out_dir / relative
         if _is_inside(path, out_dir) and path.is_file():
             path.unlink()
             report.removed.append(relative)
-    state = {"files": hashes, "entries": entry_times or {}}
+    state = {"files": recorded, "entries": entry_times or {}}
     _write_state(out_dir, state)
     return report
 
@@ -458,7 +462,7 @@ class _Builder:
         view["excerpt"] = " ".join((paper.ai_summary or "").split())
         view["abstract"] = " ".join(paper.abstract.split())
         view["authors"] = ", ".join(" ".join(a.split()) for a in paper.authors)
-        days = sorted({s.digest_date for s in sightings})
+        days = sorted({s.digest_date for s in sightings if s.digest_date})
         known = self.known
         return self._base("../", f"{view['title']} · {self.settings.title}") | {
             "paper": view,
@@ -467,7 +471,7 @@ class _Builder:
             ),
             "sightings": [
                 {
-                    "date": s.digest_date.isoformat(),
+                    "date": s.digest_date.isoformat() if s.digest_date else "undated",
                     "on_site": s.digest_date in known,
                     "seen": s.seen_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     "rank": s.rank,
@@ -496,7 +500,9 @@ class _Builder:
             )
         ]
         payload = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
-        # ASCII-only JSON is valid JavaScript; a title cannot end the statement or the file.
+        # ASCII-only JSON is valid JavaScript, so a title cannot end the statement; "<\/" keeps
+        # it inert even if someone inlines the file in a <script> block.
+        payload = payload.replace("</", "<\\/").replace("<!--", "<\\u0021--")
         return f"window.PAPERDIGEST_SEARCH = {payload};\n".encode("ascii")
 
 
@@ -556,16 +562,17 @@ def _feed_id(settings: SiteSettings) -> str:
     return _tag_uri(settings, "feed")
 
 
-def _same_on_disk(path: Path, content: bytes, digest: str, known: str | None) -> bool:
+def _same_on_disk(path: Path, content: bytes, digest: str, known: str | None) -> int | None:
+    """The file's mtime when it already holds `content`, else None (it must be written)."""
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except OSError:
-        return False
-    if size != len(content):
-        return False
-    if known == digest:
-        return True
-    return path.read_bytes() == content
+        return None
+    if stat.st_size != len(content):
+        return None
+    if known == f"{digest}:{stat.st_size}:{stat.st_mtime_ns}":
+        return stat.st_mtime_ns
+    return stat.st_mtime_ns if path.read_bytes() == content else None
 
 
 def _is_inside(path: Path, root: Path) -> bool:
