@@ -38,11 +38,13 @@ SECTIONS = {  # name → (module, title)
     "diff": ("bench.bench_diff", "Diff"),
     "deliver": ("bench.bench_deliver", "Render & deliver"),
     "daily": ("bench.bench_daily", "Daily run"),
+    "site": ("bench.bench_site", "Site"),
 }
 HISTORIES = {  # section → days of history it reads, (full, quick)
     "load": ((1, 3650), (1, 365)),
     "diff": ((1, 365, 3650), (1, 30, 365)),
     "deliver": ((30,), (30,)),
+    "site": ((1096,), (90,)),
 }
 SECTION_TIMEOUT_S = {"full": 1800.0, "quick": 240.0}
 RESULTS = {"full": ROOT / "bench" / "RESULTS.md", "quick": ROOT / "bench" / "RESULTS-quick.md"}
