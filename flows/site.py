@@ -12,13 +12,14 @@ written incrementally: a file is rewritten only when its content hash changed, a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -48,7 +49,7 @@ log = logging.getLogger("paperdigest.site")
 STATE_FILE = ".paperdigest-site.json"  # content hashes of the files written, feed entry times
 STATIC_FILES = ("style.css", "search.js")
 STARS_JUMP = 100  # GitHub stars gained between two sightings worth a line (as the diff's)
-_SAFE_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}")
+_SAFE_SLUG = re.compile(r"\d{4}\.\d{4,5}")  # an arXiv id; any other id is hashed
 # The site shows more of each paper than the email: longer summaries, more authors.
 CARD_SETTINGS = RenderSettings(excerpt_chars=700, max_authors=8, max_keywords=8)
 
@@ -186,22 +187,25 @@ def read_site_data(wh: Warehouse) -> SiteData:
 
 def build_site(
     data: SiteData, settings: SiteSettings, entry_state: dict[str, dict[str, str]] | None = None
-) -> tuple[dict[str, bytes], dict[str, dict[str, str]]]:
-    """Every file of the site (relative path → bytes), and the feed entries' hashes and times.
+) -> tuple[Iterator[tuple[str, bytes]], dict[str, dict[str, str]]]:
+    """Every file of the site as (relative path, bytes), rendered one at a time as the
+    iterator is consumed (memory holds one page, not the site), and the feed entries'
+    hashes and times.
 
     `entry_state` is what the last publish recorded per feed entry; an entry keeps its
     `updated` time while its content hash is the same.
     """
     builder = _Builder(data, settings)
-    files = builder.pages()
     entries, entry_times = builder.feed_entries(entry_state or {})
-    files["feed.atom"] = atom_feed(entries, settings.title, settings.site_url, _feed_id(settings))
-    files["feed.json"] = json_feed(entries, settings.title, settings.site_url)
-    return files, entry_times
+    feeds = {
+        "feed.atom": atom_feed(entries, settings.title, settings.site_url, _feed_id(settings)),
+        "feed.json": json_feed(entries, settings.title, settings.site_url),
+    }
+    return itertools.chain(builder.pages(), feeds.items()), entry_times
 
 
 def write_site(
-    files: dict[str, bytes],
+    files: Iterable[tuple[str, bytes]] | Mapping[str, bytes],
     out_dir: Path,
     known: dict[str, str] | None = None,
     entry_times: dict[str, dict[str, str]] | None = None,
@@ -213,10 +217,11 @@ def write_site(
     any other existing file is read and compared byte for byte.
     """
     known = known or {}
-    report = PublishReport(out_dir, files=len(files))
+    report = PublishReport(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorded = {}
-    for relative, content in files.items():
+    for relative, content in files.items() if isinstance(files, Mapping) else files:
+        report.files += 1
         digest = hashlib.sha256(content).hexdigest()
         path = out_dir / relative
         stamp = _same_on_disk(path, content, digest, known.get(relative))
@@ -227,7 +232,7 @@ def write_site(
             report.written.append(relative)
             stamp = path.stat().st_mtime_ns
         recorded[relative] = f"{digest}:{len(content)}:{stamp}"
-    for relative in sorted(set(known) - set(files)):
+    for relative in sorted(set(known) - set(recorded)):
         path = out_dir / relative
         if _is_inside(path, out_dir) and path.is_file():
             path.unlink()
@@ -253,7 +258,7 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 def paper_slug(paper_id: str) -> str:
     """The file name (without .html) of a paper's page: its arXiv id, or a hash of its id."""
-    if _SAFE_SLUG.fullmatch(paper_id) and ".." not in paper_id:
+    if _SAFE_SLUG.fullmatch(paper_id):
         return paper_id
     return "t-" + hashlib.sha1(paper_id.encode("utf-8")).hexdigest()[:16]
 
@@ -322,26 +327,21 @@ class _Builder:
         self.known = set(self.dates)  # dates that have a day page
         self.position = {day: i for i, day in enumerate(self.dates)}
 
-    def pages(self) -> dict[str, bytes]:
-        """Every HTML page, the static files and the search index."""
-        files: dict[str, bytes] = {}
+    def pages(self) -> Iterator[tuple[str, bytes]]:
+        """Every HTML page, the static files and the search index, one at a time."""
         for name in STATIC_FILES:
-            files[name] = (_site_templates() / name).read_bytes()
-        files["index.html"] = self._render("index.html.j2", "", self._index_context())
+            yield name, (_site_templates() / name).read_bytes()
+        yield "index.html", self._render("index.html.j2", self._index_context())
         for day in self.data.days:
-            files[f"days/{day.day.isoformat()}.html"] = self._render(
-                "day.html.j2", "../", self._day_context(day, "../")
-            )
+            context = self._day_context(day, "../")
+            yield f"days/{day.day.isoformat()}.html", self._render("day.html.j2", context)
         for week, days in self.weeks.items():
-            files[f"weeks/{week}.html"] = self._render(
-                "week.html.j2", "../", self._week_context(week, days)
-            )
+            context = self._week_context(week, days)
+            yield f"weeks/{week}.html", self._render("week.html.j2", context)
         for paper_id, paper in self.data.papers.items():
-            files[f"papers/{paper_slug(paper_id)}.html"] = self._render(
-                "paper.html.j2", "../", self._paper_context(paper)
-            )
-        files["search-index.js"] = self._search_index()
-        return files
+            context = self._paper_context(paper)
+            yield f"papers/{paper_slug(paper_id)}.html", self._render("paper.html.j2", context)
+        yield "search-index.js", self._search_index()
 
     def feed_entries(
         self, state: dict[str, dict[str, str]]
@@ -386,7 +386,7 @@ class _Builder:
             "project_url": PROJECT_URL,
         }
 
-    def _render(self, template: str, root: str, context: dict[str, Any]) -> bytes:
+    def _render(self, template: str, context: dict[str, Any]) -> bytes:
         page = self.env.get_template(f"site/{template}").render(context)
         return page.encode("utf-8")
 

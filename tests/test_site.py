@@ -246,7 +246,7 @@ def test_feeds_use_the_site_url_and_keep_ids_across_rebuilds(built, tmp_path: Pa
 def test_feeds_keep_the_latest_30_entries(tmp_path: Path) -> None:
     days = [synthetic_day(date(2026, 1, 1) + timedelta(n)) for n in range(40)]
     data = SiteData(tuple(reversed(days)), {}, {})
-    files, _ = build_site(data, SiteSettings(tmp_path))
+    files = dict(build_site(data, SiteSettings(tmp_path))[0])
     atom = feedparser.parse(files["feed.atom"])
     feed_json = json.loads(files["feed.json"])
     assert len(atom.entries) == len(feed_json["items"]) == 30
@@ -317,7 +317,7 @@ def hostile_data() -> SiteData:
 def test_hostile_titles_and_abstracts_cannot_script_any_page_or_feed(
     tmp_path: Path, site_url: str | None
 ) -> None:
-    files, _ = build_site(hostile_data(), SiteSettings(tmp_path, site_url))
+    files = dict(build_site(hostile_data(), SiteSettings(tmp_path, site_url))[0])
     for name, content in files.items():
         if not name.endswith(".html"):
             continue
@@ -441,3 +441,46 @@ def test_publish_help_documents_its_options(capsys) -> None:
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "--out DIR" in out and "PAPERDIGEST_SITE_DIR" in out and "PAPERDIGEST_SITE_URL" in out
+
+
+# ---- settings and the run's last step ----------------------------------------------------------
+
+
+def test_site_settings_come_from_the_environment(tmp_path: Path) -> None:
+    from flows.config import ConfigError, load_settings
+
+    settings = load_settings({"PAPERDIGEST_DB": str(tmp_path / "w" / "papers.duckdb")})
+    assert settings.site_path == tmp_path / "w" / "site"
+    assert settings.site_url is None and settings.email_full_papers == 25
+    settings = load_settings(
+        {
+            "PAPERDIGEST_SITE_DIR": str(tmp_path / "public"),
+            "PAPERDIGEST_SITE_URL": "https://me.github.io/papers/",
+            "PAPERDIGEST_EMAIL_FULL_PAPERS": "10",
+        }
+    )
+    assert settings.site_path == tmp_path / "public"
+    assert settings.email_full_papers == 10
+    from flows.pipeline import render_settings_for
+
+    rendering = render_settings_for(settings)
+    assert rendering.archive_url == "https://me.github.io/papers/" and rendering.full_papers == 10
+    with pytest.raises(ConfigError, match="site URL"):
+        load_settings({"PAPERDIGEST_SITE_URL": "javascript:alert(1)"})
+    with pytest.raises(ConfigError, match="email_full_papers"):
+        load_settings({"PAPERDIGEST_EMAIL_FULL_PAPERS": "-1"})
+
+
+def test_a_site_that_cannot_be_written_is_reported_not_raised(built, tmp_path: Path) -> None:
+    from flows.config import load_settings
+    from flows.site import publish_after_run
+
+    db, _ = built
+    blocked = tmp_path / "site"
+    blocked.write_text("a file where the folder should be")
+    settings = load_settings({"PAPERDIGEST_SITE_DIR": str(blocked)})
+    with Warehouse.open(db) as wh:
+        report = publish_after_run(wh, settings)
+    assert report.error and str(blocked) in report.error
+    assert report.line().startswith("site: not published: ")
+    assert "\n" not in report.line()
