@@ -12,16 +12,17 @@ written incrementally: a file is rewritten only when its content hash changed, a
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
+import multiprocessing
 import os
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,12 +47,16 @@ from flows.warehouse import Warehouse
 
 log = logging.getLogger("paperdigest.site")
 
+# Forked processes that render and write pages: rendering is pure Python (one core each).
+PUBLISH_WORKERS = min(4, os.cpu_count() or 1)
 STATE_FILE = ".paperdigest-site.json"  # content hashes of the files written, feed entry times
 STATIC_FILES = ("style.css", "search.js")
 STARS_JUMP = 100  # GitHub stars gained between two sightings worth a line (as the diff's)
 _SAFE_SLUG = re.compile(r"\d{4}\.\d{4,5}")  # an arXiv id; any other id is hashed
 # The site shows more of each paper than the email: longer summaries, more authors.
 CARD_SETTINGS = RenderSettings(excerpt_chars=700, max_authors=8, max_keywords=8)
+# A week lists many more papers: shorter cards (the paper's page has the rest).
+WEEK_SETTINGS = RenderSettings(excerpt_chars=200, max_authors=3, max_keywords=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +138,24 @@ class PublishReport:
 # Public API
 
 
-def publish_site(wh: Warehouse, settings: SiteSettings) -> PublishReport:
-    """Build the site from the warehouse and write what changed (the daily flow's last step)."""
+def publish_site(
+    wh: Warehouse, settings: SiteSettings, workers: int = PUBLISH_WORKERS
+) -> PublishReport:
+    """Build the site from the warehouse and write what changed (the daily flow's last step).
+
+    Pages are rendered by `workers` forked processes (rendering is pure Python, so threads
+    would share one core); each renders and writes its share, and this process records the
+    hashes and removes what is no longer built.
+    """
     data = read_site_data(wh)
     state = _read_state(settings.out_dir)
-    files, entry_times = build_site(data, settings, state.get("entries", {}))
-    report = write_site(files, settings.out_dir, state.get("files", {}), entry_times)
+    builder = _Builder(data, settings)
+    entries, entry_times = builder.feed_entries(state.get("entries", {}))
+    jobs = builder.jobs() + _feed_jobs(entries, settings)
+    known = state.get("files", {})
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    results = _run_jobs(jobs, settings.out_dir, known, workers)
+    report = _finish(settings.out_dir, results, known, entry_times)
     if not settings.site_url:
         report.note = "feeds use relative links: set PAPERDIGEST_SITE_URL for absolute ones"
     return report
@@ -197,11 +214,8 @@ def build_site(
     """
     builder = _Builder(data, settings)
     entries, entry_times = builder.feed_entries(entry_state or {})
-    feeds = {
-        "feed.atom": atom_feed(entries, settings.title, settings.site_url, _feed_id(settings)),
-        "feed.json": json_feed(entries, settings.title, settings.site_url),
-    }
-    return itertools.chain(builder.pages(), feeds.items()), entry_times
+    jobs = builder.jobs() + _feed_jobs(entries, settings)
+    return ((relative, render()) for relative, render in jobs), entry_times
 
 
 def write_site(
@@ -217,29 +231,89 @@ def write_site(
     any other existing file is read and compared byte for byte.
     """
     known = known or {}
-    report = PublishReport(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = files.items() if isinstance(files, Mapping) else files
+    results = [_write_one(out_dir, relative, content, known) for relative, content in pairs]
+    return _finish(out_dir, results, known, entry_times)
+
+
+def _write_one(
+    out_dir: Path, relative: str, content: bytes, known: dict[str, str]
+) -> tuple[str, str, bool]:
+    """Write one file if its content changed: (path, what the state records, written?)."""
+    digest = hashlib.sha256(content).hexdigest()
+    path = out_dir / relative
+    stamp = _same_on_disk(path, content, digest, known.get(relative))
+    written = stamp is None
+    if written:
+        write_atomically(path, content)
+        stamp = path.stat().st_mtime_ns
+    return relative, f"{digest}:{len(content)}:{stamp}", written
+
+
+def _finish(
+    out_dir: Path,
+    results: list[tuple[str, str, bool]],
+    known: dict[str, str],
+    entry_times: dict[str, dict[str, str]] | None,
+) -> PublishReport:
+    """Count what was written, remove the files no longer built, record the new state."""
+    report = PublishReport(out_dir, files=len(results))
     recorded = {}
-    for relative, content in files.items() if isinstance(files, Mapping) else files:
-        report.files += 1
-        digest = hashlib.sha256(content).hexdigest()
-        path = out_dir / relative
-        stamp = _same_on_disk(path, content, digest, known.get(relative))
-        if stamp is not None:
-            report.unchanged += 1
-        else:
-            write_atomically(path, content)
+    for relative, record, written in results:
+        recorded[relative] = record
+        if written:
             report.written.append(relative)
-            stamp = path.stat().st_mtime_ns
-        recorded[relative] = f"{digest}:{len(content)}:{stamp}"
+        else:
+            report.unchanged += 1
     for relative in sorted(set(known) - set(recorded)):
         path = out_dir / relative
         if _is_inside(path, out_dir) and path.is_file():
             path.unlink()
             report.removed.append(relative)
-    state = {"files": recorded, "entries": entry_times or {}}
-    _write_state(out_dir, state)
+    _write_state(out_dir, {"files": recorded, "entries": entry_times or {}})
     return report
+
+
+# The jobs the forked workers share (set before the fork, so nothing is pickled but results).
+_JOBS: list[tuple[str, Callable[[], bytes]]] = []
+
+
+def _run_jobs(
+    jobs: list[tuple[str, Callable[[], bytes]]], out_dir: Path, known: dict[str, str], workers: int
+) -> list[tuple[str, str, bool]]:
+    """Render and write every job, in `workers` forked processes when there are several."""
+    workers = min(workers, max(1, len(jobs) // 200))  # a small site is not worth a fork
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_write_one(out_dir, relative, render(), known) for relative, render in jobs]
+    global _JOBS
+    _JOBS = jobs
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            shares = pool.map(_run_share, [(i, workers, out_dir, known) for i in range(workers)])
+    finally:
+        _JOBS = []
+    return [result for share in shares for result in share]
+
+
+def _run_share(args: tuple[int, int, Path, dict[str, str]]) -> list[tuple[str, str, bool]]:
+    """In a worker: every `step`-th job from `first` (interleaved, so shares cost alike)."""
+    first, step, out_dir, known = args
+    return [
+        _write_one(out_dir, relative, render(), known) for relative, render in _JOBS[first::step]
+    ]
+
+
+def _feed_jobs(
+    entries: list[FeedEntry], settings: SiteSettings
+) -> list[tuple[str, Callable[[], bytes]]]:
+    def atom() -> bytes:
+        return atom_feed(entries, settings.title, settings.site_url, _feed_id(settings))
+
+    def feed_json() -> bytes:
+        return json_feed(entries, settings.title, settings.site_url)
+
+    return [("feed.atom", atom), ("feed.json", feed_json)]
 
 
 def write_atomically(path: Path, content: bytes) -> None:
@@ -327,21 +401,35 @@ class _Builder:
         self.known = set(self.dates)  # dates that have a day page
         self.position = {day: i for i, day in enumerate(self.dates)}
 
-    def pages(self) -> Iterator[tuple[str, bytes]]:
-        """Every HTML page, the static files and the search index, one at a time."""
-        for name in STATIC_FILES:
-            yield name, (_site_templates() / name).read_bytes()
-        yield "index.html", self._render("index.html.j2", self._index_context())
-        for day in self.data.days:
-            context = self._day_context(day, "../")
-            yield f"days/{day.day.isoformat()}.html", self._render("day.html.j2", context)
-        for week, days in self.weeks.items():
-            context = self._week_context(week, days)
-            yield f"weeks/{week}.html", self._render("week.html.j2", context)
-        for paper_id, paper in self.data.papers.items():
-            context = self._paper_context(paper)
-            yield f"papers/{paper_slug(paper_id)}.html", self._render("paper.html.j2", context)
-        yield "search-index.js", self._search_index()
+    def jobs(self) -> list[tuple[str, Callable[[], bytes]]]:
+        """Every page, static file and the search index: its path and how to render it."""
+        jobs: list[tuple[str, Callable[[], bytes]]] = [
+            (name, partial((_site_templates() / name).read_bytes)) for name in STATIC_FILES
+        ]
+        jobs.append(("index.html", partial(self._page, "index.html.j2", self._index_context)))
+        jobs += [
+            (f"days/{d.day.isoformat()}.html", partial(self._page, "day.html.j2", self._day, d))
+            for d in self.data.days
+        ]
+        jobs += [
+            (f"weeks/{w}.html", partial(self._page, "week.html.j2", self._week_context, w, days))
+            for w, days in self.weeks.items()
+        ]
+        jobs += [
+            (f"papers/{paper_slug(i)}.html", partial(self._page, "paper.html.j2", self._paper, i))
+            for i in self.data.papers
+        ]
+        jobs.append(("search-index.js", self._search_index))
+        return jobs
+
+    def _page(self, template: str, context: Callable[..., dict[str, Any]], *args: Any) -> bytes:
+        return self._render(template, context(*args))
+
+    def _day(self, day: DayDigest) -> dict[str, Any]:
+        return self._day_context(day, "../")
+
+    def _paper(self, paper_id: str) -> dict[str, Any]:
+        return self._paper_context(self.data.papers[paper_id])
 
     def feed_entries(
         self, state: dict[str, dict[str, str]]
@@ -444,7 +532,7 @@ class _Builder:
         ranked = sorted(seen.values(), key=lambda g: (-g[0], -(g[1].upvotes or 0), g[1].paper_id))
         cards = []
         for gain, paper in ranked:
-            view = paper_view(paper, CARD_SETTINGS)
+            view = paper_view(paper, WEEK_SETTINGS)
             view["gain"] = gain
             view["page"] = self._paper_page(paper.paper_id, "../")
             cards.append(view)
