@@ -183,14 +183,16 @@ def publish_after_run(wh: Warehouse, settings: Settings) -> PublishReport:
 
 def read_site_data(wh: Warehouse) -> SiteData:
     """The digests, papers and sightings the site shows, from the warehouse."""
-    papers = {row["paper_id"]: _latest_paper(row) for row in wh.site_papers()}
+    paper_rows = {row["paper_id"]: row for row in wh.site_papers()}
+    papers = {paper_id: _latest_paper(row) for paper_id, row in paper_rows.items()}
     sightings: dict[str, list[Sighting]] = defaultdict(list)
     listed_on: dict[date, set[str]] = defaultdict(set)
     for paper_id, day, seen_at, rank, upvotes in wh.site_sightings():
         sightings[paper_id].append(Sighting(day, seen_at, rank, upvotes))
         if day is not None:
             listed_on[day].add(paper_id)
-    mailed = _mailed_digests(wh.site_digest_items(STARS_JUMP))
+    mailed = _mailed_digests(wh.site_digest_items(STARS_JUMP), paper_rows)
+    del paper_rows
     days = []
     for row in wh.site_dates():
         day = row["digest_date"]
@@ -351,11 +353,17 @@ def _latest_paper(row: dict[str, Any]) -> DigestPaper:
     return digest_paper(row | {"gain": None, "section": "new"})
 
 
-def _mailed_digests(rows: list[dict[str, Any]]) -> dict[date, DayDigest]:
-    """Each recorded daily digest's papers by section, with the diff's reasons and changes."""
+def _mailed_digests(
+    rows: list[dict[str, Any]], paper_rows: dict[str, dict[str, Any]]
+) -> dict[date, DayDigest]:
+    """Each recorded daily digest's papers by section, with the diff's reasons and changes.
+
+    An item row holds the figures of its mailing; the paper's texts come from its paper row
+    (shared, not copied per digest).
+    """
     grouped: dict[date, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row["d_date"]].append(row)
+    for item in rows:
+        grouped[item["d_date"]].append(paper_rows[item["paper_id"]] | item)
     days = {}
     for day, items in grouped.items():
         sections: dict[str, list[DigestPaper]] = {"trending": [], "new": [], "late": []}

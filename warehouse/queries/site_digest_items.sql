@@ -1,5 +1,6 @@
 -- Every paper of every recorded daily digest, with the figures it was mailed with and the ones
--- its reason is written from (the same columns `flows.diff.digest_paper` reads), for the site.
+-- its reason is written from, for the site; with the paper's own columns (`site_papers.sql`)
+-- these are the columns `flows.diff.digest_paper` reads.
 -- A digest is read as it went out: only sightings up to its delivery, from runs up to its own.
 -- Weekly digests (keys like 2025-W45) have no day page and are left out.
 WITH d AS (
@@ -38,9 +39,7 @@ SELECT
     pr.upvotes AS prev_upvotes, pr.rank AS prev_rank, pr.seen_at AS prev_seen_at,
     pr.digest_date AS prev_digest_date, pr.github_url AS prev_github_url,
     pr.github_stars AS prev_github_stars,
-    mb.mailed_upvotes,
-    p.first_digest_date, p.title, p.abstract, p.arxiv_id, p.authors, p.n_authors,
-    p.published_on, p.project_url, p.ai_summary, p.ai_keywords, p.organization,
+    mb.mailed_upvotes, p.first_digest_date,
     l.upvotes - pr.upvotes AS gain,
     greatest(epoch(l.seen_at - coalesce(pr.seen_at, CAST(l.digest_date AS TIMESTAMPTZ)))
              / 3600.0, 1.0) AS hours,
