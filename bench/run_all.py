@@ -39,12 +39,14 @@ SECTIONS = {  # name → (module, title)
     "deliver": ("bench.bench_deliver", "Render & deliver"),
     "daily": ("bench.bench_daily", "Daily run"),
     "rank": ("bench.bench_rank", "Ranking"),
+    "site": ("bench.bench_site", "Site"),
 }
 HISTORIES = {  # section → days of history it reads, (full, quick)
     "load": ((1, 3650), (1, 365)),
     "diff": ((1, 365, 3650), (1, 30, 365)),
     "deliver": ((30,), (30,)),
     "rank": ((365,), (30,)),
+    "site": ((1096,), (90,)),
 }
 SECTION_TIMEOUT_S = {"full": 1800.0, "quick": 240.0}
 RESULTS = {"full": ROOT / "bench" / "RESULTS.md", "quick": ROOT / "bench" / "RESULTS-quick.md"}

@@ -119,12 +119,20 @@ def backfill(
                 raise
             counts = report.counts()
             wh.finish_run(run_id, "partial" if report.failed else "ok", counts)
+            site = daily.publish(wh, settings)  # the last step: the archive shows the new days
     except WarehouseError as exc:
         return daily.failed_result(str(exc))
     failures = [f"{d.day}: {d.error}" for d in report.failed]
-    daily._publish_artifact("backfill", days[-1], counts, failures)
-    status = "partial" if report.failed else "ok"
-    return {"run_id": run_id, "counts": counts, "days": report.days, "status": status}
+    failures += [site.line()] if site.error else []
+    daily._publish_artifact("backfill", days[-1], counts | daily.site_counts(site), failures)
+    status = "partial" if report.failed or site.error else "ok"
+    return {
+        "run_id": run_id,
+        "counts": counts,
+        "days": report.days,
+        "status": status,
+        "site": site.line(),
+    }
 
 
 def _backfill_days(
@@ -263,6 +271,8 @@ def run_backfill_cli(args: argparse.Namespace, settings: Settings) -> int:
         print(f"paperdigest: {result['error']}", file=sys.stderr)
         return 1
     print_backfill_summary(result["days"], result["counts"])
+    if result.get("site"):
+        print(result["site"])
     failed = [d for d in result["days"] if d.status == "failed"]
     for d in failed:
         print(f"paperdigest: {d.day} failed: {d.error}", file=sys.stderr)

@@ -164,6 +164,20 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the static archive site and its feeds from the warehouse; print where it is."""
+    from flows.site import publish_site, site_settings_for
+    from flows.warehouse import Warehouse
+
+    if args.url:
+        settings = settings.with_overrides(site_url=args.url)
+    site_settings = site_settings_for(settings, args.out)
+    with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        report = publish_site(wh, site_settings)
+    print(report.line())
+    return EXIT_OK
+
+
 def cmd_reparse(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild papers, sightings and rejects from the archived page bytes."""
     from flows.pipeline import reparse_archive
@@ -297,6 +311,16 @@ def _args_preview(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _args_publish(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="site folder (env PAPERDIGEST_SITE_DIR; default: site/ beside the warehouse)",
+    )
+    p.add_argument("--url", help="the URL the site is served from (env PAPERDIGEST_SITE_URL)")
+
+
 def _args_reparse(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", type=_date, help="the 'today' year-less dates are resolved against")
 
@@ -357,6 +381,11 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
     "status": (cmd_status, "recent runs, totals, date span, gaps and rejects", _args_json),
     "diff": (cmd_diff, "what is new, trending, late and changed in a run", _args_diff),
     "preview": (cmd_preview, "render the digest to HTML and text files", _args_preview),
+    "publish": (
+        cmd_publish,
+        "build the static archive site and its Atom and JSON feeds",
+        _args_publish,
+    ),
     "reparse": (cmd_reparse, "rebuild derived tables from the archived pages", _args_reparse),
     "check": (cmd_check, "check the warehouse's integrity", _args_none),
     "backfill": (cmd_backfill, "fetch and load a range of past days", _args_backfill),

@@ -7,6 +7,7 @@ the table and this module agree.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
@@ -43,6 +44,9 @@ ENV_VARS = {
     "PAPERDIGEST_RANK_TOP_K": "rank_top_k",
     "PAPERDIGEST_RANK_CACHE": "rank_cache",
     "PAPERDIGEST_EMBED_MODEL_DIR": "embed_model_dir",
+    "PAPERDIGEST_SITE_DIR": "site_dir",
+    "PAPERDIGEST_SITE_URL": "site_url",
+    "PAPERDIGEST_EMAIL_FULL_PAPERS": "email_full_papers",
 }
 
 
@@ -82,6 +86,14 @@ class Settings:
     rank_top_k: int = 10  # papers in each reader's "For you" section (readers with a library)
     rank_cache: Path | None = None  # default: rank-cache/ beside the warehouse
     embed_model_dir: Path | None = None  # a fastembed model on disk; unset = TF-IDF ranking
+    site_dir: Path | None = None  # the published site; default: site/ beside the warehouse
+    site_url: str | None = None  # the URL the site is served from (feeds, "more on the web")
+    email_full_papers: int = 25  # papers per email section that always keep full detail
+
+    @property
+    def site_path(self) -> Path:
+        """The published site's folder: explicit, or `site/` beside the warehouse."""
+        return self.site_dir or self.db.parent / "site"
 
     @property
     def subscribers_path(self) -> Path:
@@ -172,9 +184,12 @@ def _validated(settings: Settings) -> Settings:
         "min_gain",
         "deadman_weekdays",
         "task_retries",
+        "email_full_papers",
     ):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     if settings.rank_top_k < 1:
         raise ConfigError("rank_top_k must be at least 1")
+    if settings.site_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", settings.site_url):
+        raise ConfigError(f"site URL must be an http(s) URL, not {settings.site_url!r}")
     return settings

@@ -22,6 +22,7 @@ from flows.diff import DiffSettings, compute_diff, since_last_delivery
 from flows.fetch import FetchError, FetchSettings, HFClient
 from flows.models import Digest, RawPage
 from flows.pipeline import DeliveryOutcome, PageOutcome, RunTotals, deliver_run_digest
+from flows.site import PublishReport, publish_after_run
 from flows.warehouse import Warehouse, WarehouseError
 
 
@@ -64,6 +65,14 @@ def deliver(
 ) -> DeliveryOutcome:
     """Render and deliver the digest to every due recipient, exactly once each."""
     return deliver_run_digest(wh, digest, run_id, settings, resend=resend)
+
+
+@task(cache_policy=NO_CACHE)
+def publish(wh: Warehouse, settings: Settings) -> PublishReport:
+    """Publish the archive site and feeds (only the files whose content changed)."""
+    report = publish_after_run(wh, settings)
+    get_run_logger().info(report.line())
+    return report
 
 
 @flow(name="daily-digest", log_prints=True)
@@ -115,12 +124,15 @@ def _daily_run(
         logger.error("DEAD-MAN'S SWITCH: %s", alarm)
         pipeline.alert_operator(settings, alarm)
     delivery = deliver(wh, digest, run_id, settings, resend)
+    site = publish(wh, settings)
     n_papers = wh.papers_on_pages(totals.page_ids)
-    counts = _run_counts(totals, digest, delivery, n_papers)
-    status = "ok" if not (totals.failures or delivery.failed) else "partial"
+    counts = _run_counts(totals, digest, delivery, n_papers) | site_counts(site)
+    status = "ok" if not (totals.failures or delivery.failed or site.error) else "partial"
     wh.finish_run(run_id, status, counts)
     line = pipeline.summary_line(totals, n_papers, delivery.destination, delivery.note)
+    line += site_suffix(site)
     problems = totals.failures + delivery.failure_lines() + ([f"ALARM: {alarm}"] if alarm else [])
+    problems += [site.line()] if site.error else []
     _publish_artifact("daily-digest", day, counts, problems)
     logger.info(line)
     return counts | {"summary": line, "status": status, "run_id": run_id}
@@ -167,6 +179,18 @@ def import_pages(
         "run_id": run_id,
         "status": status,
     }
+
+
+def site_counts(site: PublishReport) -> dict[str, object]:
+    """The publish step's counts for the run row and the artifact."""
+    return {"site_files": site.files, "site_written": len(site.written)}
+
+
+def site_suffix(site: PublishReport) -> str:
+    """What a run's summary line says about the site: where its index is, or why it is not."""
+    if site.error:
+        return f"; {site.line()}"
+    return f"; site → {pipeline.shown_path(site.index)}"
 
 
 def failed_result(error: str) -> dict[str, object]:

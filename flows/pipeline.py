@@ -484,6 +484,8 @@ def render_settings_for(settings: Settings) -> RenderSettings:
         on_empty=settings.on_empty,
         unsubscribe_url=settings.unsubscribe_url,
         unsubscribe_mailto=settings.unsubscribe_mailto,
+        full_papers=settings.email_full_papers,
+        archive_url=settings.site_url,
     )
 
 
@@ -530,11 +532,15 @@ def _count_report(outcome: DeliveryOutcome, report: DeliveryReport) -> None:
 def _destination(smtp: SmtpSettings, settings: Settings, key: str, recipient: str) -> str:
     if smtp.configured:
         return f"SMTP {smtp.host}"
-    html = settings.outbox / f"{outbox_stem(key, recipient)}.html"
+    return shown_path(settings.outbox / f"{outbox_stem(key, recipient)}.html")
+
+
+def shown_path(path: Path) -> str:
+    """A path as a summary line shows it: relative to the working folder when inside it."""
     try:
-        return str(html.relative_to(Path.cwd()))
+        return str(path.relative_to(Path.cwd()))
     except ValueError:
-        return str(html)
+        return str(path)
 
 
 def _delivery_note(digest: Digest, outcome: DeliveryOutcome, settings: Settings) -> str:

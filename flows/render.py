@@ -3,7 +3,9 @@
 The HTML is built for mail clients rather than browsers: table layout, CSS inlined with
 css-inline (the `@media` rules for dark mode and narrow screens are kept in a `<style>`),
 at most 600 px wide. Gmail clips a message past ~102 KB, so the HTML is kept under
-`RenderSettings.max_html_bytes` by giving up detail in steps (see `DETAIL_STEPS`).
+`RenderSettings.max_html_bytes` by giving up detail in steps (see `DETAIL_STEPS`); the first
+`full_papers` papers of each section always keep their summary, authors and links. The site
+(`flows.site`) builds its pages from the same section views (`section_views`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
@@ -33,8 +36,12 @@ TEXT_TEMPLATE = "digest.txt.j2"
 HTML_CARD_TEMPLATE = "cards.html.j2"
 TEXT_CARD_TEMPLATE = "cards.txt.j2"
 
-# Each step gives up detail so a big day still fits under Gmail's clipping limit.
-DETAIL_STEPS = ("full", "short", "titles", "capped")
+# Each step gives up detail so a big day still fits under Gmail's clipping limit. The first
+# `full_papers` of each section stay full cards through "capped"; only past the budget do the
+# rest become short cards, then a compact numbered list ("list", without a web archive) or
+# "N more on the web" ("web", with one), then a capped list. "short-head" and "shrunk" are the
+# last resorts of an enormous day: short cards (still summary, authors, links) for the head.
+DETAIL_STEPS = ("full", "short", "list", "web", "capped", "short-head", "shrunk")
 SHORT_EXCERPT_CHARS = 140
 ON_EMPTY_CHOICES = ("skip", "note")
 
@@ -60,6 +67,10 @@ class RenderSettings:
     max_keywords: int = 5
     outside_topics_limit: int = 3
     list_name: str = "Daily Papers"
+    full_papers: int = 25  # the first papers of each section always keep full detail
+    # Root URL of the published archive site (PAPERDIGEST_SITE_URL); "N more on the web" links
+    # to its day page. None: the papers past the budget are listed compactly instead.
+    archive_url: str | None = None
 
     def __post_init__(self) -> None:
         if safe_url(self.site_url) is None:
@@ -68,6 +79,10 @@ class RenderSettings:
             raise ValueError(f"on_empty must be one of {ON_EMPTY_CHOICES}, got {self.on_empty!r}")
         if self.max_html_bytes < 10_000:
             raise ValueError("max_html_bytes below 10,000 cannot hold even the frame")
+        if self.full_papers < 0:
+            raise ValueError("full_papers must not be negative")
+        if self.archive_url is not None and safe_url(self.archive_url) is None:
+            raise ValueError(f"archive_url must be an http(s) URL, got {self.archive_url!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +100,20 @@ class Rendering:
     email: RenderedEmail
     detail: str  # one of DETAIL_STEPS
     html_bytes: int
-    shown: int  # papers shown as cards or titles
-    omitted: int  # papers left out behind an "N more" link (only in the "capped" step)
+    shown: int  # papers shown as cards or in a numbered list
+    omitted: int  # papers left out behind an "N more" link
+    listed: int = 0  # of the shown, papers in a compact numbered list rather than a card
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """How much of each section is shown, and how: one step of the size budget."""
+
+    step: str  # one of DETAIL_STEPS
+    head: str  # "full" | "short": the card detail of the first `head_n` papers of a section
+    head_n: int
+    tail: str  # "full" | "short" (cards) | "list" (numbered titles) | "none" (behind a link)
+    tail_cap: int | None = None  # "list": how many papers the list shows (None = all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +179,58 @@ def render_fitted(
     plan = _plan(digest, recipient, settings)
     if for_you is not None:
         plan = _plan_for_you(digest, plan, for_you, recipient, settings)
-    for detail in DETAIL_STEPS[:-1]:
-        rendering = _render_at(digest, plan, recipient, settings, detail, cap=None)
+    n = settings.full_papers
+    tail_step = (
+        _Fit("web", "full", n, "none") if settings.archive_url else _Fit("list", "full", n, "list")
+    )
+    for fit in (_Fit("full", "full", n, "full"), _Fit("short", "full", n, "short"), tail_step):
+        rendering = _render_at(digest, plan, recipient, settings, fit)
         if rendering.html_bytes <= settings.max_html_bytes:
             return _logged(rendering, digest)
-    return _logged(_render_capped(digest, plan, recipient, settings), digest)
+    if not settings.archive_url:
+        capped = _largest_fitting(
+            lambda cap: _render_at(
+                digest, plan, recipient, settings, replace(tail_step, step="capped", tail_cap=cap)
+            ),
+            settings,
+            _longest(plan),
+        )
+        if capped is not None:
+            return _logged(capped, digest)
+    short_head = _render_at(
+        digest, plan, recipient, settings, _Fit("short-head", "short", n, "none")
+    )
+    if short_head.html_bytes <= settings.max_html_bytes:
+        return _logged(short_head, digest)
+    return _logged(_render_shrunk(digest, plan, recipient, settings), digest)
+
+
+def section_views(digest: Digest, settings: RenderSettings | None = None) -> list[dict[str, Any]]:
+    """The digest's sections (trending, new, missed earlier) as the templates show them, every
+    paper a full card: what the site's day pages and feeds show, shared with the email."""
+    settings = settings or RenderSettings()
+    plan = _plan(digest, None, settings)
+    fit = _Fit("full", "full", settings.full_papers, "full")
+    day_url = _hf_day_url(digest, settings)
+    views = [_section_view(s, settings, fit, day_url) for s in plan.sections]
+    # The cards are cached and shared by every email; callers get copies they may change.
+    return [v | {"papers": [dict(c) for c in v["papers"]]} for v in views]
+
+
+def change_views(digest: Digest, settings: RenderSettings | None = None) -> list[dict[str, Any]]:
+    """The digest's updates (code released, stars jumps) as the templates show them."""
+    settings = settings or RenderSettings()
+    return [_change_view(c, settings) for c in digest.changes]
+
+
+def paper_view(paper: DigestPaper, settings: RenderSettings | None = None) -> dict[str, Any]:
+    """One paper as a full card shows it (title, links, authors, summary, keywords)."""
+    return dict(_paper_view(_Entry(paper, "new"), settings or RenderSettings(), "full"))
+
+
+def archive_day_url(archive_url: str, day: date) -> str:
+    """The published site's page of a digest date (see flows.site for the layout)."""
+    return f"{archive_url.rstrip('/')}/days/{day.isoformat()}.html"
 
 
 def match_topics(paper: DigestPaper, topics: Topics) -> str | None:
@@ -439,22 +513,42 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str] | None:
 # Rendering at a detail step
 
 
-def _render_capped(
+def _longest(plan: _Plan) -> int:
+    return max((len(s.entries) for s in plan.sections), default=0)
+
+
+def _largest_fitting(
+    attempt: Callable[[int], Rendering], settings: RenderSettings, high: int
+) -> Rendering | None:
+    """The rendering with the largest count that fits the budget (binary search from 0)."""
+    best = attempt(0)
+    if best.html_bytes > settings.max_html_bytes:
+        return None
+    low = 1
+    while low <= high:
+        count = (low + high) // 2
+        rendering = attempt(count)
+        if rendering.html_bytes <= settings.max_html_bytes:
+            best, low = rendering, count + 1
+        else:
+            high = count - 1
+    return best
+
+
+def _render_shrunk(
     digest: Digest, plan: _Plan, recipient: Recipient | None, settings: RenderSettings
 ) -> Rendering:
-    """Titles only, with the fewest papers cut per section: binary search on the cap."""
-    longest = max((len(s.entries) for s in plan.sections), default=0)
-    best = _render_at(digest, plan, recipient, settings, "capped", cap=0)
-    low, high = 1, longest
-    while low <= high:
-        cap = (low + high) // 2
-        attempt = _render_at(digest, plan, recipient, settings, "capped", cap=cap)
-        if attempt.html_bytes <= settings.max_html_bytes:
-            best, low = attempt, cap + 1
-        else:
-            high = cap - 1
-    if best.html_bytes > settings.max_html_bytes:
+    """The last resort: short cards for as many of each section's first papers as fit."""
+
+    def attempt(n: int) -> Rendering:
+        return _render_at(digest, plan, recipient, settings, _Fit("shrunk", "short", n, "none"))
+
+    best = _largest_fitting(attempt, settings, min(settings.full_papers, _longest(plan)))
+    if best is None:
+        best = attempt(0)
         log.warning("digest HTML is %d bytes even with no papers listed", best.html_bytes)
+    else:
+        log.warning("digest too large: only %d papers per section kept their cards", best.shown)
     return best
 
 
@@ -463,27 +557,29 @@ def _render_at(
     plan: _Plan,
     recipient: Recipient | None,
     settings: RenderSettings,
-    detail: str,
-    cap: int | None,
+    fit: _Fit,
 ) -> Rendering:
-    context = _context(digest, plan, recipient, settings, detail, cap)
+    context = _context(digest, plan, recipient, settings, fit)
     html = _inline_css(_template(HTML_TEMPLATE).render(context))
     text = _template(TEXT_TEMPLATE).render(context)
     email = RenderedEmail(
         subject=context["subject"], preheader=context["preheader"], text=text, html=html
     )
-    shown = sum(len(s["papers"]) for s in context["sections"])
+    listed = sum(len(s["listed"]) for s in context["sections"])
+    shown = sum(len(s["papers"]) for s in context["sections"]) + listed
     omitted = sum(s["more"] for s in context["sections"])
-    return Rendering(email, detail, len(html.encode("utf-8")), shown, omitted)
+    return Rendering(email, fit.step, len(html.encode("utf-8")), shown, omitted, listed)
 
 
 def _logged(rendering: Rendering, digest: Digest) -> Rendering:
     log.info(
-        "rendered digest %s: %d bytes of HTML at detail %r (%d papers shown, %d behind a link)",
+        "rendered digest %s: %d bytes of HTML at detail %r "
+        "(%d papers shown, %d of them listed, %d behind a link)",
         digest.digest_date,
         rendering.html_bytes,
         rendering.detail,
         rendering.shown,
+        rendering.listed,
         rendering.omitted,
     )
     return rendering
@@ -509,20 +605,19 @@ def _context(
     plan: _Plan,
     recipient: Recipient | None,
     settings: RenderSettings,
-    detail: str,
-    cap: int | None,
+    fit: _Fit,
 ) -> dict[str, Any]:
     address = recipient.address if recipient else None
     weekly = bool(recipient and recipient.cadence == "weekly")
-    day_url = f"{settings.site_url.rstrip('/')}/papers/date/{digest.digest_date.isoformat()}"
+    day_url = _hf_day_url(digest, settings)
     return {
         "subject": _subject(digest, plan, settings, weekly),
         "preheader": _preheader(plan, digest),
         "list_name": "Weekly Papers" if weekly else settings.list_name,
         "date_label": _heading_date(digest, weekly),
         "summary": _summary(plan),
-        "detail": detail,
-        "sections": [_section_view(s, settings, detail, cap, day_url) for s in plan.sections],
+        "detail": fit.step,
+        "sections": [_section_view(s, settings, fit, day_url, digest) for s in plan.sections],
         "outside": [_paper_view(e, settings, "titles") for e in plan.outside],
         "outside_title": _outside_title(plan),
         "changes": [_change_view(c, settings) for c in plan.changes],
@@ -594,17 +689,40 @@ def _outside_title(plan: _Plan) -> str:
     return "Trending outside your topics"
 
 
+def _hf_day_url(digest: Digest, settings: RenderSettings) -> str:
+    return f"{settings.site_url.rstrip('/')}/papers/date/{digest.digest_date.isoformat()}"
+
+
 def _section_view(
-    section: _Section, settings: RenderSettings, detail: str, cap: int | None, day_url: str
+    section: _Section,
+    settings: RenderSettings,
+    fit: _Fit,
+    day_url: str,
+    digest: Digest | None = None,
 ) -> dict[str, Any]:
-    entries = section.entries if cap is None else section.entries[:cap]
+    head, rest = section.entries[: fit.head_n], section.entries[fit.head_n :]
+    cards = [_paper_view(e, settings, fit.head) for e in head]
+    listed: list[dict[str, Any]] = []
+    if fit.tail in ("full", "short"):
+        cards += [_paper_view(e, settings, fit.tail) for e in rest]
+        rest = ()
+    elif fit.tail == "list":
+        shown = rest if fit.tail_cap is None else rest[: fit.tail_cap]
+        listed = [_paper_view(e, settings, "titles") for e in shown]
+        rest = rest[len(shown) :]
+    on_web = bool(settings.archive_url and digest is not None)
     return {
         "key": section.key,
         "title": section.title,
         "intro": section.intro,
-        "papers": [_paper_view(e, settings, detail) for e in entries],
-        "more": len(section.entries) - len(entries),
-        "more_url": day_url,
+        "papers": cards,
+        "listed": listed,
+        "list_start": len(cards) + 1,
+        "more": len(rest),
+        "more_url": archive_day_url(settings.archive_url, digest.digest_date)
+        if on_web and settings.archive_url and digest is not None
+        else day_url,
+        "more_where": "on the web" if on_web else "on Hugging Face",
         "show_kind": section.key in ("matches", "for_you"),
     }
 
@@ -616,6 +734,7 @@ def _paper_view(entry: _Entry, settings: RenderSettings, detail: str) -> dict[st
     excerpt_chars = {"full": settings.excerpt_chars, "short": SHORT_EXCERPT_CHARS}.get(detail, 0)
     keywords = {"full": settings.max_keywords, "short": 3}.get(detail, 0)
     return {
+        "paper_id": paper.paper_id,
         "title": _one_line(paper.title) or paper.paper_id,
         "url": _paper_url(paper, settings),
         "arxiv_url": _arxiv_url(paper.arxiv_id),

@@ -606,6 +606,22 @@ class Warehouse:
         rows = self.con.execute(query_sql("ranking_corpus"), {"until": until}).fetchall()
         return [CorpusPaper(pid, aid, title or "", text or "") for pid, aid, title, text in rows]
 
+    def site_digest_items(self, stars_jump: int) -> list[dict[str, Any]]:
+        """Every paper of every recorded daily digest, as it went out (for the site)."""
+        return self.run_query("site_digest_items", {"stars_jump": stars_jump})
+
+    def site_papers(self) -> list[dict[str, Any]]:
+        """Every paper with its latest figures (for the site)."""
+        return self.run_query("site_papers")
+
+    def site_sightings(self) -> list[tuple[str, date, datetime, int, int | None]]:
+        """Every sighting as (paper_id, digest_date, captured_at, rank, upvotes), oldest first."""
+        return self.con.execute(query_sql("site_sightings")).fetchall()
+
+    def site_dates(self) -> list[dict[str, Any]]:
+        """Every digest date with papers, newest first, with when its data last changed."""
+        return self.run_query("site_dates")
+
     def integrity_problems(self) -> list[tuple[str, int]]:
         """Every integrity check that fails, with its count (empty when all is well)."""
         rows = self.con.execute(query_sql("integrity")).fetchall()

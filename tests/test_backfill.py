@@ -57,6 +57,11 @@ def test_a_30_day_backfill_loads_every_day_and_resumes(prefect_harness, httpserv
     assert table(db, "SELECT count(*), count(DISTINCT paper_id) FROM sightings") == [(264, 264)]
     assert table(db, "SELECT count(*) FROM day_loads") == [(30,)]
     assert len(requested) == 30
+    # The last step published the archive beside the warehouse: a page per day with papers.
+    site = db.parent / "site"
+    assert result["site"].startswith("site: ") and f"→ {site / 'index.html'}" in result["site"]
+    assert len(list((site / "days").glob("*.html"))) == 22
+    assert len(list((site / "papers").glob("*.html"))) == 264
 
     again = backfill(start=START.isoformat(), end=END.isoformat(), source="api", db=str(db))
     assert again["counts"]["skipped"] == 30  # resumable: complete days are not fetched again

@@ -47,6 +47,11 @@ def test_daily_flow_offline_loads_diffs_renders_and_delivers(prefect_harness, pl
     )
     assert result["status"] == "ok"
     assert result["summary"].startswith("3 pages, 409 entries, 391 papers (391 new) → ")
+    # The run's last step published the archive beside the warehouse; the line ends with it.
+    site = db.parent / "site"
+    assert result["summary"].endswith(f"; site → {site / 'index.html'}")
+    assert (site / "index.html").is_file() and (site / "days" / f"{DAY}.html").is_file()
+    assert result["site_files"] == result["site_written"] > 391  # a page per paper, and more
 
     pages = rows(
         db,
@@ -90,7 +95,13 @@ def test_daily_flow_offline_loads_diffs_renders_and_delivers(prefect_harness, pl
         "ReasonRank: Empowering Passage Ranking",  # 001
     ):
         assert title in html or title in text, title
-    assert "Label-Agnostic Forgetting" not in html + text  # 002, captured on Mar 11
+    # 002 was captured on Mar 11: its papers that no Nov 3 page lists are history, not news
+    for title in ("VLANet: Video-Language Alignment", "PyMAF-X: Towards Well-aligned"):
+        assert title not in html + text, title
+    # A busy day: the first 25 new papers keep their summary (the saved text pages name no
+    # authors or links), the rest are listed compactly under the budget.
+    assert html.count('class="excerpt"') == 25
+    assert html.count('class="compact-item"') > 0
 
 
 def test_a_second_daily_run_changes_nothing_and_sends_nothing(prefect_harness, places) -> None:
@@ -111,8 +122,9 @@ def test_a_second_daily_run_changes_nothing_and_sends_nothing(prefect_harness, p
     assert result["status"] == "ok"
     assert result["summary"] == (
         "3 pages (3 already loaded), 409 entries, 391 papers (0 new); "
-        "email: 1 already sent earlier, not sent again"
+        f"email: 1 already sent earlier, not sent again; site → {db.parent / 'site' / 'index.html'}"
     )
+    assert result["site_written"] == 0 and result["site_files"] > 391
     assert {t: rows(db, f"SELECT * FROM {t} ORDER BY ALL") for t in tables} == before
     assert {p.name: p.read_bytes() for p in outbox.iterdir()} == eml_before
 

@@ -18,12 +18,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from deliver_fakes import DAY, fixture_papers, many_papers_digest, typical_digest
+from deliver_fakes import DAY, fixture_papers, typical_digest
 
 from flows import __version__
 from flows.models import Change, Digest, DigestPaper, Recipient, Topics
 from flows.render import (
-    DETAIL_STEPS,
     HTML_TEMPLATE,
     TEXT_TEMPLATE,
     RenderSettings,
@@ -31,7 +30,6 @@ from flows.render import (
     excluded_by,
     match_topics,
     render_digest,
-    render_fitted,
     safe_url,
     template_environment,
     unsubscribe_for,
@@ -404,60 +402,7 @@ def test_unsubscribe_url_must_be_https_and_address_is_quoted() -> None:
     )
 
 
-# ---- the size budget ---------------------------------------------------------------------
-
-
-def test_three_hundred_papers_fit_under_the_budget_by_capping() -> None:
-    rendering = render_fitted(many_papers_digest(300), settings=SETTINGS)
-    html = rendering.email.html
-    assert len(html.encode("utf-8")) == rendering.html_bytes < 100_000
-    assert rendering.detail == "capped"
-    assert rendering.omitted > 0 and rendering.shown + rendering.omitted == 300
-    assert "more new on Hugging Face" in html
-    assert 'href="https://huggingface.co/papers/date/2026-08-14"' in html
-    assert 'class="excerpt"' not in html  # titles only by then
-    # The cap is as generous as the budget allows: one more paper would not fit.
-    assert rendering.html_bytes > 100_000 - 2_000
-
-
-@pytest.mark.parametrize(
-    ("budget", "step"),
-    [(100_000, "full"), (48_000, "short"), (40_000, "titles"), (20_000, "capped")],
-)
-def test_each_degradation_step_kicks_in_when_needed(budget: int, step: str) -> None:
-    settings = replace(SETTINGS, max_html_bytes=budget)
-    rendering = render_fitted(typical_digest(), settings=settings)
-    assert rendering.detail == step
-    assert rendering.html_bytes <= budget
-    if step == "titles":
-        assert 'class="excerpt"' not in rendering.email.html
-    if step == "short":
-        excerpts = re.findall(r'class="excerpt"[^>]*>([^<]*)<', rendering.email.html)
-        assert excerpts and all(len(e) <= 140 for e in excerpts)
-
-
-def test_detail_steps_shrink_monotonically() -> None:
-    sizes = []
-    for budget, step in ((100_000, "full"), (48_000, "short"), (40_000, "titles")):
-        rendering = render_fitted(
-            typical_digest(), settings=replace(SETTINGS, max_html_bytes=budget)
-        )
-        assert rendering.detail == step
-        sizes.append(rendering.html_bytes)
-    assert sizes == sorted(sizes, reverse=True)
-    assert DETAIL_STEPS == ("full", "short", "titles", "capped")
-
-
-def test_typical_digest_is_well_under_the_budget() -> None:
-    rendering = render_fitted(typical_digest(), settings=SETTINGS)
-    assert rendering.detail == "full" and rendering.html_bytes < 70_000
-
-
-def test_text_part_follows_the_same_detail_step() -> None:
-    rendering = render_fitted(many_papers_digest(300), settings=SETTINGS)
-    assert "more new on Hugging Face: https://huggingface.co/papers/date/2026-08-14" in (
-        rendering.email.text
-    )
+# ---- the size budget: see tests/test_render_budget.py -----------------------------------
 
 
 def test_fixture_papers_are_realistic() -> None:

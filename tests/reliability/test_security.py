@@ -61,6 +61,11 @@ DAY = date(2026, 8, 14)
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "div", "table", "tbody", "tr"}
 ALLOWED_TAGS |= {"td", "p", "span", "strong", "a", "h1", "h2", "h3", "h4", "h5", "h6"}
 OUTBOX_NAME = re.compile(r"\d{4}-\d{2}-\d{2}_[a-z0-9-]+-[0-9a-f]{8}\.(eml|html)")
+SITE_NAME = re.compile(
+    r"(index\.html|style\.css|search\.js|search-index\.js|feed\.atom|feed\.json"
+    r"|\.paperdigest-site\.json|days/\d{4}-\d\d-\d\d\.html|weeks/\d{4}-W\d\d\.html"
+    r"|papers/(\d{4}\.\d{4,5}|t-[0-9a-f]{16})\.html)"
+)
 
 
 def leaks(*texts: object) -> list[str]:
@@ -428,10 +433,14 @@ def test_file_names_never_come_from_page_content(hostile_run: dict) -> None:
     slug of the address; nothing escaped the sandbox's outbox, nothing is named after a page."""
     sandbox: Path = hostile_run["sandbox"]
     outbox = sandbox / "outbox"
+    site = sandbox / "site"
     for path in hostile_run["created"]:
         if path.parent == outbox:
             assert OUTBOX_NAME.fullmatch(path.name), path.name
+        elif path.is_relative_to(site):  # the published archive: names from dates and ids
+            relative = path.relative_to(site).as_posix()
+            assert path.is_dir() or SITE_NAME.fullmatch(relative), relative
         else:
-            assert path == outbox or path.name.startswith("papers.duckdb"), path
+            assert path in (outbox, site) or path.name.startswith("papers.duckdb"), path
     assert len([p for p in outbox.iterdir() if p.suffix == ".eml"]) == 2
     assert not (sandbox.parent / "evil").exists() and not (sandbox / "evil").exists()

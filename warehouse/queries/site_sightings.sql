@@ -1,0 +1,5 @@
+-- Every sighting, oldest capture first per paper: the site's charts of rank and upvotes over
+-- time, placed at the moment each page's figures were true.
+SELECT paper_id, digest_date, captured_at, rank, upvotes
+FROM sightings
+ORDER BY paper_id, captured_at, page_id;
