@@ -3,6 +3,11 @@
 Tasks are coarse (a day's pages, a batch of loads, the diff, the delivery), never one per paper;
 only fetch tasks retry (I/O); side-effecting tasks use NO_CACHE; every warehouse write happens in
 the flow's own thread, since a DuckDB connection is not thread-safe.
+
+Round trips and overhead per task are kept low (issue 16, item 4): tasks carry no tags, since a
+tag makes Prefect lease a concurrency slot from the server for every run even when no limit
+exists; and arguments are passed `quote`d, since Prefect otherwise walks every page, paper and
+setting in them looking for futures (none is ever passed).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from flows import pipeline
 from flows.capture import parse_as_of
@@ -26,7 +32,7 @@ from flows.site import PublishReport, publish_after_run
 from flows.warehouse import Warehouse, WarehouseError
 
 
-@task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE, tags=["io"])
+@task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE)
 def fetch_day(client: HFClient, day: date, source: str) -> list[RawPage]:
     """Fetch one digest day (all its API pages, or its HTML page)."""
     return client.fetch_day(day, source)
@@ -34,7 +40,7 @@ def fetch_day(client: HFClient, day: date, source: str) -> list[RawPage]:
 
 @task(cache_policy=NO_CACHE)
 def load_pages(wh: Warehouse, pages: list[RawPage], run_id: int, today: date) -> list[PageOutcome]:
-    """Parse the fetched pages and load them in one transaction."""
+    """Parse the pages fetched for every day of the run and load them in one transaction."""
     return pipeline.ingest_pages(wh, pages, run_id, today)
 
 
@@ -118,13 +124,13 @@ def _daily_run(
         totals.add(outcome)
     if totals.fatal:
         return _stop_run(wh, run_id, totals)
-    digest = diff_run(wh, run_id, day, settings)
+    digest = diff_run(quote(wh), run_id, day, quote(settings))
     alarm = pipeline.deadman_warning(wh, day, settings.deadman_weekdays)
     if alarm:
         logger.error("DEAD-MAN'S SWITCH: %s", alarm)
         pipeline.alert_operator(settings, alarm)
-    delivery = deliver(wh, digest, run_id, settings, resend)
-    site = publish(wh, settings)
+    delivery = deliver(quote(wh), quote(digest), run_id, quote(settings), resend)
+    site = publish(quote(wh), quote(settings))
     n_papers = wh.papers_on_pages(totals.page_ids)
     counts = _run_counts(totals, digest, delivery, n_papers) | site_counts(site)
     status = "ok" if not (totals.failures or delivery.failed or site.error) else "partial"
@@ -161,7 +167,7 @@ def import_pages(
             run_id = wh.start_run("import", params)
             totals = RunTotals()
             today = day or settings.today()
-            for outcome in load_files(wh, files, run_id, day, today, saved_at):
+            for outcome in load_files(quote(wh), quote(files), run_id, day, today, saved_at):
                 totals.add(outcome)
             if totals.fatal:
                 return _stop_run(wh, run_id, totals)
@@ -217,24 +223,25 @@ def _gather_pages(
     """Offline: the saved pages of a folder. Online: today, recent days and gaps, fetched."""
     if offline_dir:
         files = pipeline.saved_page_paths([Path(offline_dir)])
-        return load_files(wh, files, run_id, day, day, as_of)
+        return load_files(quote(wh), quote(files), run_id, day, day, as_of)
     days = pipeline.days_to_fetch(wh, day, settings.refetch_days, settings.gap_days)
-    outcomes: list[PageOutcome] = []
+    failed: list[PageOutcome] = []
+    fetched: list[RawPage] = []
     fetch_settings = FetchSettings.from_env()
     with HFClient(fetch_settings, validators=wh.validator_lookup()) as client:
         fetch = fetch_day.with_options(
             retries=settings.task_retries, retry_delay_seconds=settings.task_retry_delay
         )
-        futures = {d: fetch.submit(client, d, settings.source) for d in days}
+        futures = {d: fetch.submit(quote(client), d, settings.source) for d in days}
         for d, future in futures.items():
             try:
-                pages = future.result()
+                fetched += future.result()
             except FetchError as exc:
                 exc.__traceback__ = None  # Prefect keeps the exception; do not pin our frames
-                outcomes.append(PageOutcome(str(d), d, error=str(exc)))
-                continue
-            outcomes += load_pages(wh, pages, run_id, day)
-    return outcomes
+                failed.append(PageOutcome(str(d), d, error=str(exc)))
+    # One load task for every fetched day (a few pages; one task run, not one per day).
+    loaded = load_pages(quote(wh), quote(fetched), run_id, day) if fetched else []
+    return failed + loaded
 
 
 def _run_counts(
