@@ -70,9 +70,11 @@ def test_a_daily_run_records_one_task_per_stage_and_its_artifact(
     assert days[-1] == TODAY.isoformat() and len(days) > 1  # today and the days it looks back on
 
     flow_run_id = state.state_details.flow_run_id
-    runs = _task_runs(flow_run_id, expected=len(days) + 3)
+    runs = _task_runs(flow_run_id, expected=len(days) + 4)
     names = sorted(r.task_key.split("-")[0] for r in runs)
-    assert names == sorted(["fetch_day"] * len(days) + ["load_pages", "diff_run", "deliver"])
+    assert names == sorted(
+        ["fetch_day"] * len(days) + ["load_pages", "diff_run", "deliver", "publish"]
+    )
     assert [r.name for r in runs if not r.state.is_completed()] == []
     assert [r.name for r in runs if r.tags] == []  # no tag, so no concurrency lease per task
 
