@@ -10,8 +10,12 @@ day's candidates; three orders of the pool are scored against the targets:
   topics (flows.render.match_topics), matches first, each part by upvotes.
 
 On the recorded days (tests/fixtures/hf-api plus the recorded HTML day page: real papers, real
-authors), a reader is an author or organisation with papers on two or more digest days; the
-targets are their papers of the last such day, the pool that day's list.
+authors, and organisations where the newer API eras carry them), a reader is an (author or
+organisation, later day) pair: the library is everything they had on earlier days, the pool that
+day's list (what a daily run ranks), the targets their papers in it. The data holds only 17 such
+readers (no entity appears on three days), every one with a one-paper library and one or two
+targets in a pool of 13-20; the pools are under 25 papers, so recall@25 is 1.0 for every order
+there. Common names ("Wei Li") may well be different people, so the readers are noisy too.
 
 On a year of synthetic history (bench/history.py), every paper's text is one of the ~85
 recorded papers, so a later "paper" of an author is usually a copy of one already in the
@@ -224,23 +228,30 @@ def recorded_readers(ctx: Context) -> tuple[list[CorpusPaper], list[Reader]]:
         ingest_files(wh, RECORDED_SEEDS, run_id, None, date(2025, 11, 3))
         wh.finish_run(run_id, "ok", {})
         corpus, papers = wh.ranking_corpus(), _papers(wh)
+    # saved text pages carry no upvotes or authors: corpus only, never candidates
+    lists: dict[date, list[DigestPaper]] = defaultdict(list)
+    for paper in papers.values():
+        if paper.upvotes:
+            lists[paper.digest_date].append(paper)
     readers = []
     for name, theirs in sorted(_by_entity(papers.values()).items()):
-        first = min(p.digest_date for p in theirs)
-        earlier = [p for p in theirs if p.digest_date == first]
-        later = frozenset(p.paper_id for p in theirs if p.digest_date > first)
-        if not later:
-            continue
-        readers.append(
-            Reader(
-                name=name,
-                library=tuple(LibraryEntry(arxiv_id=p.arxiv_id) for p in earlier),
-                # saved text pages carry no upvotes or authors: corpus only, never candidates
-                pool=tuple(p for p in papers.values() if p.digest_date > first and p.upvotes),
-                targets=later,
-                topics=_topics(earlier),
+        # one reader per later day with their papers: the library is everything they had
+        # before that day, the pool that day's list (what a daily run ranks), the targets
+        # their papers in it
+        for day in sorted({p.digest_date for p in theirs}):
+            earlier = [p for p in theirs if p.digest_date < day]
+            targets = frozenset(p.paper_id for p in theirs if p.digest_date == day)
+            if not earlier:
+                continue
+            readers.append(
+                Reader(
+                    name=f"{name} @ {day}",
+                    library=tuple(LibraryEntry(arxiv_id=p.arxiv_id) for p in earlier),
+                    pool=tuple(sorted(lists[day], key=lambda p: p.paper_id)),
+                    targets=targets,
+                    topics=_topics(earlier),
+                )
             )
-        )
     return corpus, readers
 
 
