@@ -29,7 +29,6 @@ import os
 import re
 import smtplib
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from flows.atomic import write_atomic
 from flows.models import Digest, ForYou, Recipient, RenderedEmail
 from flows.outgoing import HEADER_POLICY, OutgoingMessage, encode_message
 from flows.render import RenderSettings, Unsubscribe, render_digest, unsubscribe_for
@@ -340,8 +340,8 @@ class OutboxTransport:
         stem = outbox_stem(digest_key, message.recipient)
         self.directory.mkdir(parents=True, exist_ok=True)
         eml = self._inside(f"{stem}.eml")
-        _write_atomic(self._inside(f"{stem}.html"), message.html.encode("utf-8"))
-        _write_atomic(eml, message.data)
+        write_atomic(self._inside(f"{stem}.html"), message.html.encode("utf-8"))
+        write_atomic(eml, message.data)
         log.info("wrote %s to the outbox", eml.name)
         return eml
 
@@ -352,8 +352,8 @@ class OutboxTransport:
         eml = self._inside(f"{stem}.eml")
         html_part = message.get_body(preferencelist=("html",))
         if html_part is not None:
-            _write_atomic(self._inside(f"{stem}.html"), html_part.get_content().encode("utf-8"))
-        _write_atomic(eml, message.as_bytes(policy=_HEADER_POLICY.clone(linesep="\r\n")))
+            write_atomic(self._inside(f"{stem}.html"), html_part.get_content().encode("utf-8"))
+        write_atomic(eml, message.as_bytes(policy=_HEADER_POLICY.clone(linesep="\r\n")))
         log.info("wrote %s to the outbox", eml.name)
         return eml
 
@@ -373,17 +373,6 @@ def outbox_stem(digest_key: str, recipient: str) -> str:
     # The hash keeps "a.b@x" and "a-b@x" apart after slugging.
     digest = hashlib.sha256(recipient.strip().lower().encode()).hexdigest()[:8]
     return f"{digest_key.replace('#', '_')}_{slug or 'recipient'}-{digest}"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SmtpTransport:

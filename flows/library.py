@@ -15,12 +15,12 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from flows.atomic import write_atomic
 
 log = logging.getLogger("paperdigest.library")
 
@@ -325,18 +325,7 @@ def write_library(path: Path, library: Library) -> None:
         "sha256": library.sha256,
         "entries": [asdict(e) for e in library.entries],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(payload, indent=1) + "\n").encode("utf-8"), durable=True)
 
 
 def load_stored_library(path: Path) -> Library:

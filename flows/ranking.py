@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from flows.atomic import write_atomic
 from flows.library import Library, LibraryEntry, LibraryError, load_stored_library
 from flows.models import CorpusPaper, Digest, DigestPaper, ForYou, RankedPaper, Recipient
 
@@ -199,7 +199,7 @@ def _load_corpus(
         fitted_backend = backend
         if path:
             _prune(cache_dir, keep=key[:24])
-            _write_atomic(path, pickle.dumps((backend, matrix), protocol=5))
+            write_atomic(path, pickle.dumps((backend, matrix), protocol=5))
     row_of = {p.paper_id: i for i, p in enumerate(corpus)}
     for i, p in enumerate(corpus):  # library entries name arXiv ids, candidates paper ids
         if p.arxiv_id:
@@ -466,7 +466,7 @@ def _write_model(path: Path, model: _ReaderModel) -> None:
         "titles": model.titles,
         "paper_ids": sorted(model.paper_ids),
     }
-    _write_atomic(path, pickle.dumps(record, protocol=5))
+    write_atomic(path, pickle.dumps(record, protocol=5))
 
 
 def _read_model(path: Path) -> _ReaderModel | None:
@@ -507,14 +507,3 @@ def _prune(cache_dir: Path, keep: str) -> None:
     for stale in cache_dir.glob("reader-*.pkl"):
         if not stale.name.startswith(f"reader-{keep}-"):
             stale.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

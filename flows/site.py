@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flows import PROJECT_URL, __version__
+from flows.atomic import write_atomic
 from flows.config import Settings
 from flows.diff import change_line, digest_paper, reason_for
 from flows.feeds import FeedEntry, atom_feed, json_feed
@@ -252,7 +252,7 @@ def _write_one(
     stamp = _same_on_disk(path, content, digest, known.get(relative))
     written = stamp is None
     if written:
-        write_atomically(path, content)
+        write_atomic(path, content, mode=0o644)  # served to anyone
         stamp = path.stat().st_mtime_ns
     return relative, f"{digest}:{len(content)}:{stamp}", written
 
@@ -320,20 +320,6 @@ def _feed_jobs(
         return json_feed(entries, settings.title, settings.site_url)
 
     return [("feed.atom", atom), ("feed.json", feed_json)]
-
-
-def write_atomically(path: Path, content: bytes) -> None:
-    """Write a file so that a reader sees the old content or the new, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def paper_slug(paper_id: str) -> str:
@@ -699,7 +685,7 @@ def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
             return
     except OSError:
         pass
-    write_atomically(path, content)
+    write_atomic(path, content, mode=0o644)  # served to anyone
 
 
 def _site_templates() -> Path:

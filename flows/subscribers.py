@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -26,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.atomic import write_atomic
 from flows.library import Library, libraries_dir, library_file_name, write_library
 from flows.models import Change, Digest, DigestPaper, Recipient, Topics
 
@@ -212,17 +212,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
 
 def _write_records(path: Path, records: list[dict[str, Any]]) -> None:
     text = json.dumps({"version": FILE_VERSION, "subscribers": records}, indent=2) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"), durable=True)
 
 
 @contextmanager

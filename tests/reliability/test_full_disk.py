@@ -137,7 +137,7 @@ def test_outbox_on_a_full_disk_leaves_no_partial_mail_and_sends_later(
         )  # fmt: skip
         assert report.sent == [r.address for r in RECIPIENTS]
         assert query_states(wh) == {r.address: "sent" for r in RECIPIENTS}
-    assert len(list(outbox.glob("*.eml"))) == 2 and len(list(outbox.glob(".tmp-*"))) == 0
+    assert len(list(outbox.glob("*.eml"))) == 2 and len(list(outbox.glob(".*.tmp"))) == 0
 
 
 def query_states(wh: Warehouse) -> dict[str, str]:
