@@ -144,6 +144,7 @@ def command_row(
         note=f"{timing + '; ' if timing else ''}identical rows: {'yes' if identical else 'NO'} "
         f"(every run); rate limit lifted with PAPERDIGEST_RATE_LIMIT=off "
         f"(the default 500 API calls / 100 pages per 5 min would pace this by design); "
+        f"--no-publish (the Site section times publishing); "
         f"Prefect temporary server start {ours.timings['prefect_warmup_s']:.1f} s not included "
         f"(whole process {ours.process.wall_s:.1f} s)",
         missed=missed or not identical,
@@ -210,7 +211,8 @@ def run_paperdigest(server: DaysServer, source: str, folder: Path, prefect_home:
     )
     argv = [PYTHON, "-m", "bench.timed_cli", str(timings), "--", "--db", str(db)]
     argv += ["backfill", "--start", server.start.isoformat(), "--end", server.end.isoformat()]
-    argv += ["--source", source, "--workers", "4"]
+    # The site is published by its own section; this one compares fetching and loading.
+    argv += ["--source", source, "--workers", "4", "--no-publish"]
     process = run_child(argv, env=env).check(f"paperdigest backfill --source {source}")
     recorded = json.loads(timings.read_text())
     return Side(recorded["command_s"], process, recorded, db)

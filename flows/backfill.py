@@ -104,8 +104,10 @@ def backfill(
     db: str | None = None,
     progress: bool = False,
     wait: float | None = None,
+    publish: bool = True,
 ) -> dict[str, Any]:
-    """Fetch and load a date range; sends no email."""
+    """Fetch and load a date range, then publish the archive site (unless `publish` is off);
+    sends no email."""
     settings = load_settings(source=source, db=daily._path(db), lock_wait=wait)
     days = days_between(date.fromisoformat(start), date.fromisoformat(end))
     try:
@@ -119,19 +121,21 @@ def backfill(
                 raise
             counts = report.counts()
             wh.finish_run(run_id, "partial" if report.failed else "ok", counts)
-            site = daily.publish(wh, settings)  # the last step: the archive shows the new days
+            # the last step: the archive shows the new days
+            site = daily.publish(wh, settings) if publish else None
     except WarehouseError as exc:
         return daily.failed_result(str(exc))
     failures = [f"{d.day}: {d.error}" for d in report.failed]
-    failures += [site.line()] if site.error else []
-    daily._publish_artifact("backfill", days[-1], counts | daily.site_counts(site), failures)
-    status = "partial" if report.failed or site.error else "ok"
+    failures += [site.line()] if site and site.error else []
+    site_counts = daily.site_counts(site) if site else {}
+    daily._publish_artifact("backfill", days[-1], counts | site_counts, failures)
+    status = "partial" if report.failed or (site and site.error) else "ok"
     return {
         "run_id": run_id,
         "counts": counts,
         "days": report.days,
         "status": status,
-        "site": site.line(),
+        "site": site.line() if site else None,
     }
 
 
@@ -266,6 +270,7 @@ def run_backfill_cli(args: argparse.Namespace, settings: Settings) -> int:
         db=str(settings.db),
         progress=sys.stderr.isatty(),
         wait=settings.lock_wait,
+        publish=args.publish,
     )
     if result["status"] == "failed":
         print(f"paperdigest: {result['error']}", file=sys.stderr)

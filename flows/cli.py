@@ -337,6 +337,12 @@ def _args_backfill(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refresh", action="store_true", help="re-fetch days already complete")
     p.add_argument("--dask", metavar="ADDRESS", help="run fetch tasks on this Dask scheduler")
     p.add_argument("--email", action="store_true", help="also mail the digest of the last day")
+    p.add_argument(
+        "--no-publish",
+        dest="publish",
+        action="store_false",
+        help="do not rebuild the archive site at the end (run `paperdigest publish` later)",
+    )
 
 
 def _args_serve(p: argparse.ArgumentParser) -> None:

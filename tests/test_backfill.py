@@ -63,8 +63,12 @@ def test_a_30_day_backfill_loads_every_day_and_resumes(prefect_harness, httpserv
     assert len(list((site / "days").glob("*.html"))) == 22
     assert len(list((site / "papers").glob("*.html"))) == 264
 
-    again = backfill(start=START.isoformat(), end=END.isoformat(), source="api", db=str(db))
+    (site / "index.html").unlink()
+    again = backfill(
+        start=START.isoformat(), end=END.isoformat(), source="api", db=str(db), publish=False
+    )
     assert again["counts"]["skipped"] == 30  # resumable: complete days are not fetched again
+    assert again["site"] is None and not (site / "index.html").exists()  # --no-publish
     assert len(requested) == 30
     refreshed = backfill(
         start=START.isoformat(), end=START.isoformat(), source="api", refresh=True, db=str(db)
