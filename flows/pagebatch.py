@@ -1,4 +1,4 @@
-"""A batch of parsed pages as the Arrow tables one bulk load writes (pure: no database).
+"""A batch of parsed pages as the rows one bulk load writes (pure: no database).
 
 The warehouse loads many pages in one transaction with a handful of statements, and the result
 must equal loading them one at a time, in order. This module does the order-dependent part in
@@ -15,11 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-import pyarrow as pa
-
 from flows.capture import is_estimated
 from flows.models import PageLoad, Paper, ParsedPage, RawPage
 from flows.parse.clean import title_key
+from flows.rows import Rows
 
 EXCERPT_CHARS = 300
 # Level 1 shrinks a recorded API or HTML page to 19-24% of its size (level 6: 17-21%) in about
@@ -178,7 +177,7 @@ def title_keys(papers: Iterable[Paper]) -> dict[str, str]:
 # ---- what the batch writes -------------------------------------------------------------------
 
 
-def fold_papers(pages: list[PendingPage], keys: dict[str, str]) -> tuple[pa.Table, pa.Table]:
+def fold_papers(pages: list[PendingPage], keys: dict[str, str]) -> tuple[Rows, Rows]:
     """(rows of papers new to the warehouse, refreshed fields of known ones) after the pages,
     in order, each inserted its new papers and refreshed the ones seen before."""
     rows: dict[str, dict[str, Any]] = {}
@@ -192,7 +191,7 @@ def fold_papers(pages: list[PendingPage], keys: dict[str, str]) -> tuple[pa.Tabl
     brought = set().union(*(page.new_ids for page in pages))
     new = [row for paper_id, row in rows.items() if paper_id in brought]
     seen_again = [row for paper_id, row in rows.items() if paper_id not in brought]
-    return _papers_arrow(new), _papers_arrow(seen_again)
+    return _papers_rows(new), _papers_rows(seen_again)
 
 
 def _first_row(paper: Paper, page: PendingPage, keys: dict[str, str]) -> dict[str, Any]:
@@ -231,104 +230,93 @@ def _refresh(row: dict[str, Any], paper: Paper, page: PendingPage) -> None:
 
 
 _PAPER_TYPES = {
-    "paper_id": pa.string(),
-    "title_key": pa.string(),
-    "arxiv_id": pa.string(),
-    "title": pa.string(),
-    "abstract": pa.string(),
-    "authors": pa.list_(pa.string()),
-    "n_authors": pa.int32(),
-    "published_on": pa.date32(),
-    "github_url": pa.string(),
-    "project_url": pa.string(),
-    "ai_summary": pa.string(),
-    "ai_keywords": pa.list_(pa.string()),
-    "organization": pa.string(),
-    "first_seen_at": pa.timestamp("us", tz="UTC"),
-    "first_seen_run": pa.int64(),
-    "first_digest_date": pa.date32(),
-    "last_seen_at": pa.timestamp("us", tz="UTC"),
-    "first_captured_at": pa.timestamp("us", tz="UTC"),
+    "paper_id": "VARCHAR",
+    "title_key": "VARCHAR",
+    "arxiv_id": "VARCHAR",
+    "title": "VARCHAR",
+    "abstract": "VARCHAR",
+    "authors": "VARCHAR[]",
+    "n_authors": "INTEGER",
+    "published_on": "DATE",
+    "github_url": "VARCHAR",
+    "project_url": "VARCHAR",
+    "ai_summary": "VARCHAR",
+    "ai_keywords": "VARCHAR[]",
+    "organization": "VARCHAR",
+    "first_seen_at": "TIMESTAMPTZ",
+    "first_seen_run": "BIGINT",
+    "first_digest_date": "DATE",
+    "last_seen_at": "TIMESTAMPTZ",
+    "first_captured_at": "TIMESTAMPTZ",
 }
 
 
-def _papers_arrow(rows: list[dict[str, Any]]) -> pa.Table:
-    columns = {
-        name: pa.array([row[name] for row in rows], kind) for name, kind in _PAPER_TYPES.items()
-    }
-    return pa.table(columns)
+def _papers_rows(rows: list[dict[str, Any]]) -> Rows:
+    return Rows({name: (kind, [row[name] for row in rows]) for name, kind in _PAPER_TYPES.items()})
 
 
-def sightings_arrow(pages: list[PendingPage]) -> pa.Table:
+def sightings_rows(pages: list[PendingPage]) -> Rows:
     """One row per paper per page: the figures each page showed."""
     papers = [(page, paper) for page in pages for paper in page.papers]
 
     def col(name: str) -> list[Any]:
         return [getattr(paper, name) for _, paper in papers]
 
-    return pa.table(
+    return Rows(
         {
-            "run_id": pa.array([page.run_id for page, _ in papers], pa.int64()),
-            "page_id": pa.array([page.page_id for page, _ in papers], pa.int64()),
-            "paper_id": pa.array(col("paper_id"), pa.string()),
-            "digest_date": pa.array(
-                [p.digest_date or page.parsed.digest_date for page, p in papers], pa.date32()
-            ),
-            "rank": pa.array(col("rank"), pa.int32()),
-            "upvotes": pa.array(col("upvotes"), pa.int32()),
-            "comments": pa.array(col("comments"), pa.int32()),
-            "github_stars": pa.array(col("github_stars"), pa.int32()),
-            "github_url": pa.array(col("github_url"), pa.string()),
-            "seen_at": pa.array([page.seen_at for page, _ in papers], pa.timestamp("us", tz="UTC")),
-            "captured_at": pa.array(
-                [page.captured_at for page, _ in papers], pa.timestamp("us", tz="UTC")
-            ),
-            "capture_estimated": pa.array(
-                [page.capture_estimated for page, _ in papers], pa.bool_()
-            ),
+            "run_id": ("BIGINT", [page.run_id for page, _ in papers]),
+            "page_id": ("BIGINT", [page.page_id for page, _ in papers]),
+            "paper_id": ("VARCHAR", col("paper_id")),
+            "digest_date": ("DATE", [p.digest_date or pg.parsed.digest_date for pg, p in papers]),
+            "rank": ("INTEGER", col("rank")),
+            "upvotes": ("INTEGER", col("upvotes")),
+            "comments": ("INTEGER", col("comments")),
+            "github_stars": ("INTEGER", col("github_stars")),
+            "github_url": ("VARCHAR", col("github_url")),
+            "seen_at": ("TIMESTAMPTZ", [page.seen_at for page, _ in papers]),
+            "captured_at": ("TIMESTAMPTZ", [page.captured_at for page, _ in papers]),
+            "capture_estimated": ("BOOLEAN", [page.capture_estimated for page, _ in papers]),
         }
     )
 
 
-def pages_arrow(pages: list[PendingPage]) -> pa.Table:
+def pages_rows(pages: list[PendingPage]) -> Rows:
     """The `pages` rows of new pages."""
 
     def raw(name: str) -> list[Any]:
         return [getattr(page.raw, name) for page in pages]
 
-    return pa.table(
+    return Rows(
         {
-            "page_id": pa.array([p.page_id for p in pages], pa.int64()),
-            "run_id": pa.array([p.run_id for p in pages], pa.int64()),
-            "source": pa.array(raw("source"), pa.string()),
-            "fmt": pa.array([p.parsed.fmt for p in pages], pa.string()),
-            "location": pa.array(raw("location"), pa.string()),
-            "digest_date": pa.array(raw("digest_date"), pa.date32()),
-            "fetched_at": pa.array([p.seen_at for p in pages], pa.timestamp("us", tz="UTC")),
-            "content_sha256": pa.array([_stored(p).sha256 for p in pages], pa.string()),
-            "http_status": pa.array(raw("http_status"), pa.int32()),
-            "content_type": pa.array(raw("content_type"), pa.string()),
-            "etag": pa.array(raw("etag"), pa.string()),
-            "last_modified": pa.array(raw("last_modified"), pa.string()),
-            "n_entries": pa.array([p.n_listed for p in pages], pa.int32()),
-            "n_rejected": pa.array([len(p.parsed.rejects) for p in pages], pa.int32()),
-            "captured_at": pa.array([p.captured_at for p in pages], pa.timestamp("us", tz="UTC")),
-            "capture_basis": pa.array(
-                [p.raw.capture_basis or "load-time" for p in pages], pa.string()
-            ),
-            "capture_estimated": pa.array([p.capture_estimated for p in pages], pa.bool_()),
+            "page_id": ("BIGINT", [p.page_id for p in pages]),
+            "run_id": ("BIGINT", [p.run_id for p in pages]),
+            "source": ("VARCHAR", raw("source")),
+            "fmt": ("VARCHAR", [p.parsed.fmt for p in pages]),
+            "location": ("VARCHAR", raw("location")),
+            "digest_date": ("DATE", raw("digest_date")),
+            "fetched_at": ("TIMESTAMPTZ", [p.seen_at for p in pages]),
+            "content_sha256": ("VARCHAR", [_stored(p).sha256 for p in pages]),
+            "http_status": ("INTEGER", raw("http_status")),
+            "content_type": ("VARCHAR", raw("content_type")),
+            "etag": ("VARCHAR", raw("etag")),
+            "last_modified": ("VARCHAR", raw("last_modified")),
+            "n_entries": ("INTEGER", [p.n_listed for p in pages]),
+            "n_rejected": ("INTEGER", [len(p.parsed.rejects) for p in pages]),
+            "captured_at": ("TIMESTAMPTZ", [p.captured_at for p in pages]),
+            "capture_basis": ("VARCHAR", [p.raw.capture_basis or "load-time" for p in pages]),
+            "capture_estimated": ("BOOLEAN", [p.capture_estimated for p in pages]),
         }
     )
 
 
-def archive_arrow(pages: list[PendingPage]) -> pa.Table:
+def archive_rows(pages: list[PendingPage]) -> Rows:
     """The `page_archive` rows of new pages: their exact bytes, zlib-compressed."""
-    return pa.table(
+    return Rows(
         {
-            "page_id": pa.array([p.page_id for p in pages], pa.int64()),
-            "encoding": pa.array(["zlib"] * len(pages), pa.string()),
-            "raw_size": pa.array([len(p.raw.body) for p in pages], pa.int64()),
-            "raw": pa.array([_stored(p).archived for p in pages], pa.binary()),
+            "page_id": ("BIGINT", [p.page_id for p in pages]),
+            "encoding": ("VARCHAR", ["zlib"] * len(pages)),
+            "raw_size": ("BIGINT", [len(p.raw.body) for p in pages]),
+            "raw": ("BLOB", [_stored(p).archived for p in pages]),
         }
     )
 
@@ -338,30 +326,30 @@ def _stored(page: PendingPage) -> PageBytes:
     return page.stored
 
 
-def rejects_arrow(pages: list[PendingPage]) -> pa.Table:
+def rejects_rows(pages: list[PendingPage]) -> Rows:
     """The quarantined entries of the pages, with where they were found."""
     found = [(page, reject) for page in pages for reject in page.parsed.rejects]
-    return pa.table(
+    return Rows(
         {
-            "page_id": pa.array([page.page_id for page, _ in found], pa.int64()),
-            "location": pa.array([page.raw.location for page, _ in found], pa.string()),
-            "position": pa.array([r.position for _, r in found], pa.int32()),
-            "reason": pa.array([r.reason for _, r in found], pa.string()),
-            "excerpt": pa.array([r.excerpt[:EXCERPT_CHARS] for _, r in found], pa.string()),
-            "run_id": pa.array([page.run_id for page, _ in found], pa.int64()),
-            "seen_at": pa.array([page.seen_at for page, _ in found], pa.timestamp("us", tz="UTC")),
+            "page_id": ("BIGINT", [page.page_id for page, _ in found]),
+            "location": ("VARCHAR", [page.raw.location for page, _ in found]),
+            "position": ("INTEGER", [r.position for _, r in found]),
+            "reason": ("VARCHAR", [r.reason for _, r in found]),
+            "excerpt": ("VARCHAR", [r.excerpt[:EXCERPT_CHARS] for _, r in found]),
+            "run_id": ("BIGINT", [page.run_id for page, _ in found]),
+            "seen_at": ("TIMESTAMPTZ", [page.seen_at for page, _ in found]),
         }
     )
 
 
-def reparsed_arrow(pages: list[PendingPage]) -> pa.Table:
+def reparsed_rows(pages: list[PendingPage]) -> Rows:
     """What `reparse` updates in each page's row."""
-    return pa.table(
+    return Rows(
         {
-            "page_id": pa.array([p.page_id for p in pages], pa.int64()),
-            "fmt": pa.array([p.parsed.fmt for p in pages], pa.string()),
-            "n_entries": pa.array([len(p.papers) for p in pages], pa.int32()),
-            "n_rejected": pa.array([len(p.parsed.rejects) for p in pages], pa.int32()),
+            "page_id": ("BIGINT", [p.page_id for p in pages]),
+            "fmt": ("VARCHAR", [p.parsed.fmt for p in pages]),
+            "n_entries": ("INTEGER", [len(p.papers) for p in pages]),
+            "n_rejected": ("INTEGER", [len(p.parsed.rejects) for p in pages]),
         }
     )
 

@@ -1,8 +1,9 @@
 """The DuckDB warehouse: the only module that opens the database file.
 
 A batch of pages loads in one transaction (all or nothing), idempotently (same bytes for the
-same digest date load once), in bulk (a few Arrow inserts per batch, never row-by-row), with
-the rows loading the pages one at a time would leave (`flows.pagebatch` plans the batch).
+same digest date load once), in bulk (a few INSERTs of whole columns per batch, never
+row-by-row), with the rows loading the pages one at a time would leave (`flows.pagebatch`
+plans the batch).
 The schema is versioned: `warehouse/schema/NNN_*.sql` are applied in order at open. SQL that
 carries logic lives in `warehouse/queries/*.sql` and runs with bound parameters only.
 """
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from flows.capture import settle_capture
 from flows.models import CorpusPaper, PageFormatError, PageLoad, ParsedPage, RawPage, Reject
@@ -32,18 +32,19 @@ from flows.pagebatch import (
     PageBytes,
     PaperIndex,
     PendingPage,
-    archive_arrow,
+    archive_rows,
     dedupe,
     fold_papers,
     page_bytes,
     page_key,
-    pages_arrow,
-    rejects_arrow,
-    reparsed_arrow,
+    pages_rows,
+    rejects_rows,
+    reparsed_rows,
     settled_date,
-    sightings_arrow,
+    sightings_rows,
     title_keys,
 )
+from flows.rows import Rows
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class Warehouse:
         another would leave; one PageLoad per page, in order.
 
         A page whose bytes were loaded before for the same digest date (or earlier in this
-        batch) changes nothing and comes back as skipped. The writes are bulk: a few Arrow
+        batch) changes nothing and comes back as skipped. The writes are bulk: a few column-wise
         INSERTs and UPDATEs per batch, whatever its size. `stored` gives each page's hash and
         archive form where they were computed already (`page_bytes`, on another thread).
         """
@@ -390,8 +391,8 @@ class Warehouse:
         if not pages:
             return
         if new_pages:
-            self._insert_arrow("pages", pages_arrow(pages))
-            self._insert_arrow("page_archive", archive_arrow(pages))
+            self._insert_rows("pages", pages_rows(pages))
+            self._insert_rows("page_archive", archive_rows(pages))
         new, seen_again = fold_papers(pages, keys)
         if seen_again.num_rows:
             with self._registered("batch", seen_again):
@@ -400,27 +401,27 @@ class Warehouse:
         if new.num_rows:
             with self._registered("batch", new):
                 self.con.execute(query_sql("insert_papers"))
-        self._insert_arrow("sightings", sightings_arrow(pages))
-        self._insert_arrow("rejects", rejects_arrow(pages))
+        self._insert_rows("sightings", sightings_rows(pages))
+        self._insert_rows("rejects", rejects_rows(pages))
 
-    def _insert_arrow(self, table: str, rows: pa.Table) -> None:
-        """Append an Arrow table whose columns are `table`'s, by name."""
+    def _insert_rows(self, table: str, rows: Rows) -> None:
+        """Append rows whose columns are `table`'s, by name, in one statement."""
         if not rows.num_rows:
             return
         columns = ", ".join(rows.column_names)
-        with self._registered("new_rows", rows):
-            self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new_rows")
+        self.con.execute(f"INSERT INTO {table} ({columns}) {rows.select_sql()}", rows.params())
 
     @contextlib.contextmanager
-    def _registered(self, name: str, rows: pa.Table) -> Iterator[None]:
-        """`rows` readable as view `name` for the statements inside."""
-        self.con.register(name, rows)
+    def _registered(self, name: str, rows: Rows) -> Iterator[None]:
+        """`rows` readable as temporary table `name` for the statements inside."""
+        create = f"CREATE OR REPLACE TEMP TABLE {name} AS {rows.select_sql()}"
+        self.con.execute(create, rows.params())
         try:
             yield
         finally:
             # In an aborted transaction this fails too; the statement's own error says more.
             with contextlib.suppress(duckdb.Error):
-                self.con.unregister(name)
+                self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
     def save_refused_page(self, raw: RawPage, reason: str, run_id: int | None) -> None:
         """Quarantine a whole input that could not be parsed: one `rejects` row, nothing else."""
@@ -506,7 +507,7 @@ class Warehouse:
             for table in ("sightings", "rejects", "paper_aliases", "papers"):
                 self.con.execute(f"DELETE FROM {table}")
             self._load_pending(pages, False)
-            with self._registered("reparsed", reparsed_arrow(pages)):
+            with self._registered("reparsed", reparsed_rows(pages)):
                 self.con.execute(
                     "UPDATE pages SET fmt = r.fmt, n_entries = r.n_entries, "
                     "n_rejected = r.n_rejected FROM reparsed r WHERE pages.page_id = r.page_id"
@@ -553,18 +554,18 @@ class Warehouse:
         resumes after them."""
         if not days:
             return
-        rows = pa.table(
+        rows = Rows(
             {
-                "digest_date": pa.array([d[0] for d in days], pa.date32()),
-                "source": pa.array([source] * len(days), pa.string()),
-                "run_id": pa.array([run_id] * len(days), pa.int64()),
-                "completed_at": pa.array([utc_now()] * len(days), pa.timestamp("us", tz="UTC")),
-                "n_pages": pa.array([d[1] for d in days], pa.int32()),
-                "n_entries": pa.array([d[2] for d in days], pa.int32()),
+                "digest_date": ("DATE", [d[0] for d in days]),
+                "source": ("VARCHAR", [source] * len(days)),
+                "run_id": ("BIGINT", [run_id] * len(days)),
+                "completed_at": ("TIMESTAMPTZ", [utc_now()] * len(days)),
+                "n_pages": ("INTEGER", [d[1] for d in days]),
+                "n_entries": ("INTEGER", [d[2] for d in days]),
             }
         )
         try:
-            self._insert_arrow("day_loads", rows)
+            self._insert_rows("day_loads", rows)
         except duckdb.Error as exc:
             raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from None
 
@@ -660,11 +661,11 @@ class Warehouse:
         """Remember that a digest went out, which (paper_id, section, upvotes) it carried, and
         the newest capture time of its data (default: when it went out)."""
         now = delivered_at or utc_now()
-        batch = pa.table(
+        batch = Rows(
             {
-                "paper_id": pa.array([i[0] for i in items], pa.string()),
-                "section": pa.array([i[1] for i in items], pa.string()),
-                "upvotes": pa.array([i[2] for i in items], pa.int32()),
+                "paper_id": ("VARCHAR", [i[0] for i in items]),
+                "section": ("VARCHAR", [i[1] for i in items]),
+                "upvotes": ("INTEGER", [i[2] for i in items]),
             }
         )
         with self.transaction():
@@ -681,13 +682,10 @@ class Warehouse:
                     "captured": captured_at or now,
                 },
             )
-            self.con.register("mailed_batch", batch)
-            try:
+            with self._registered("mailed_batch", batch):
                 self.con.execute(
                     query_sql("record_digest"), {"digest_key": digest_key, "delivered_at": now}
                 )
-            finally:
-                self.con.unregister("mailed_batch")
 
     def digest_recorded(self, digest_key: str) -> bool:
         """True when a digest with this key was recorded as delivered."""
@@ -733,7 +731,7 @@ class Warehouse:
 
     def send_states(self, recipients: Sequence[str], digest_key: str) -> dict[str, tuple[str, str]]:
         """(state, message_id) of a digest for each recipient that has a ledger row."""
-        asked = pa.table({"recipient": pa.array(list(recipients), pa.string())})
+        asked = Rows({"recipient": ("VARCHAR", list(recipients))})
         with self._registered("asked", asked):
             rows = self.con.execute(query_sql("send_states"), {"digest_key": digest_key})
             return {recipient: (state, mid) for recipient, state, mid in rows.fetchall()}
@@ -749,10 +747,10 @@ class Warehouse:
     def _write_sends(self, query: str, digest_key: str, sends: Sequence[tuple[str, str]]) -> None:
         if not sends:
             return
-        batch = pa.table(
+        batch = Rows(
             {
-                "recipient": pa.array([r for r, _ in sends], pa.string()),
-                "message_id": pa.array([m for _, m in sends], pa.string()),
+                "recipient": ("VARCHAR", [r for r, _ in sends]),
+                "message_id": ("VARCHAR", [m for _, m in sends]),
             }
         )
         with self.transaction(), self._registered("send_batch", batch):

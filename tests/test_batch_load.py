@@ -159,7 +159,7 @@ def test_fold_papers_matches_the_refresh_rules() -> None:
         "T2",
         "A2",
         "S",
-        ["X"],
+        ("X",),  # the later page's authors, as its Paper holds them
     )
     assert row["github_url"] == "https://g/h" and row["n_authors"] == 1
     assert row["first_digest_date"] == day - timedelta(1)

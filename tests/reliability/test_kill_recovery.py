@@ -92,7 +92,7 @@ class Trial:
 
 TRIALS = [
     *(Trial("import", n) for n in range(8)),
-    Trial("import", 0, "Warehouse._insert_arrow:5"),  # inside a page's transaction
+    Trial("import", 0, "Warehouse._insert_rows:5"),  # inside a page's transaction
     Trial("import", 0, "Warehouse.save_refused_page:1"),
     Trial("import", 0, "Warehouse.close:1"),  # all committed, never checkpointed
     *(Trial("backfill", n) for n in range(6)),
