@@ -41,16 +41,20 @@ _LATEST_NONEMPTY = ("authors", "ai_keywords")  # the latest non-empty list
 
 @dataclass(frozen=True, slots=True)
 class PageBytes:
-    """A page's identity and archive form: the SHA-256 of its bytes and their zlib stream."""
+    """A page's identity and archive form: the SHA-256 of its bytes, their zlib stream and
+    their size."""
 
     sha256: str
     archived: bytes
+    size: int
 
 
 def page_bytes(body: bytes) -> PageBytes:
     """Hash and compress a page body (a backfill does it on its fetch threads, off the
     writer's: both release the GIL, and the writer would wait to get it back each time)."""
-    return PageBytes(hashlib.sha256(body).hexdigest(), zlib.compress(body, ARCHIVE_LEVEL))
+    return PageBytes(
+        hashlib.sha256(body).hexdigest(), zlib.compress(body, ARCHIVE_LEVEL), len(body)
+    )
 
 
 @dataclass(slots=True)
@@ -315,7 +319,7 @@ def archive_rows(pages: list[PendingPage]) -> Rows:
         {
             "page_id": ("BIGINT", [p.page_id for p in pages]),
             "encoding": ("VARCHAR", ["zlib"] * len(pages)),
-            "raw_size": ("BIGINT", [len(p.raw.body) for p in pages]),
+            "raw_size": ("BIGINT", [_stored(p).size for p in pages]),
             "raw": ("BLOB", [_stored(p).archived for p in pages]),
         }
     )

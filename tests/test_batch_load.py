@@ -243,3 +243,19 @@ def test_load_days_rolls_back_the_batch_and_its_marks_when_the_warehouse_fails(
 def test_a_not_modified_page_is_reported_loaded_without_parsing() -> None:
     raw = RawPage("api", "https://hf.test/u", b"", date(2026, 8, 14), T0, 304)
     assert prepare_page(raw) == ReadyPage(raw)
+
+
+def test_a_prepared_page_holds_its_bytes_only_compressed_and_archives_them_exactly(
+    tmp_path,
+) -> None:
+    items = json.loads((FIXTURES / "hf-api" / "daily_papers_2026-08-14.json").read_bytes())
+    day = date(2026, 8, 14)
+    raw = api_page(day, items)
+    ready = prepare_page(raw)
+    assert ready.raw.body == b"" and ready.stored is not None
+    assert ready.stored.size == len(raw.body) and zlib.decompress(ready.stored.archived) == raw.body
+    with Warehouse.open(tmp_path / "w.duckdb") as wh:
+        load_days(wh, [FetchedDay(day, [ready])], wh.start_run("backfill"), "api")
+        [(size, archived)] = wh.con.execute("SELECT raw_size, raw FROM page_archive").fetchall()
+        assert (size, zlib.decompress(archived)) == (len(raw.body), raw.body)
+        assert [a.raw.body for a in wh.iter_archive()] == [raw.body]
