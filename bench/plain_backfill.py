@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # runnable as a plain script from any directory
     sys.path.insert(0, str(ROOT))
 
 from flows import pipeline  # noqa: E402
-from flows.backfill import batches_in_flight, batches_of  # noqa: E402
+from flows.backfill import LOAD_MEMORY_MB, batches_in_flight, batches_of  # noqa: E402
 from flows.fetch import FetchSettings, HFClient  # noqa: E402
 from flows.warehouse import Warehouse  # noqa: E402
 
@@ -40,7 +40,11 @@ def run_backfill(db: Path, start: date, end: date, source: str) -> dict[str, int
         run_id = wh.start_run("backfill", {"start": str(start), "end": str(end), "source": source})
         done = wh.complete_days(start, end, source)
         todo = [d for d in days if d not in done]
-        with HFClient(settings) as client, ThreadPoolExecutor(WORKERS) as pool:
+        with (
+            wh.memory_capped(LOAD_MEMORY_MB),
+            HFClient(settings) as client,
+            ThreadPoolExecutor(WORKERS) as pool,
+        ):
             waiting, in_flight = batches_of(todo, WORKERS), set()
             while waiting or in_flight:  # the flow's bounded window of batches in flight
                 while waiting and len(in_flight) < batches_in_flight(WORKERS):

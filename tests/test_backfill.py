@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from werkzeug import Request, Response
 
+from flows import daily as daily_module
 from tests.replay import recorded_day, serve_days
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +47,32 @@ def expected_papers(start: date, end: date) -> int:
 
 
 def test_a_30_day_backfill_loads_every_day_and_resumes(prefect_harness, httpserver, replay_env):
-    from flows.backfill import backfill
+    from flows.backfill import LOAD_MEMORY_MB, backfill
+    from flows.warehouse import Warehouse
 
     db = replay_env
     requested = serve_days(httpserver)
-    result = backfill(start=START.isoformat(), end=END.isoformat(), source="api", db=str(db))
+    limits = []  # DuckDB's memory limit as each batch loaded, and as the site was published
+    save_pages, publish = Warehouse.save_pages, daily_module.publish
+
+    def limit(wh: Warehouse) -> str:
+        return wh.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    def saving(wh: Warehouse, *args, **kwargs):
+        limits.append(limit(wh))
+        return save_pages(wh, *args, **kwargs)
+
+    def publishing(wh: Warehouse, *args, **kwargs):
+        limits.append(limit(wh))
+        return publish(wh, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Warehouse, "save_pages", saving)
+        patch.setattr(daily_module, "publish", publishing)
+        result = backfill(start=START.isoformat(), end=END.isoformat(), source="api", db=str(db))
+    # loads run under the cap; publishing (queries over the whole history) does not
+    assert limits[:-1] and set(limits[:-1]) == {f"{LOAD_MEMORY_MB:.1f} MiB"}
+    assert limits[-1] != limits[0]
     counts = result["counts"]
     assert (counts["loaded"], counts["skipped"], counts["failed"]) == (30, 0, 0)
     assert counts["entries"] == expected_papers(START, END) == 22 * 12

@@ -356,3 +356,19 @@ def test_sigkill_mid_import_then_rerun_completes(db_path: Path, tmp_path: Path) 
             r[0] for r in wh.con.execute("SELECT status FROM runs ORDER BY run_id").fetchall()
         ]
         assert statuses == ["abandoned", "ok"]
+
+
+def test_memory_capped_caps_duckdb_inside_and_restores_the_default_even_on_error(
+    tmp_path,
+) -> None:
+    def limit(wh: Warehouse) -> str:
+        return wh.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    with Warehouse.open(tmp_path / "w.duckdb") as wh:
+        default = limit(wh)
+        with wh.memory_capped(128):
+            assert limit(wh) == "128.0 MiB"
+        assert limit(wh) == default
+        with pytest.raises(RuntimeError), wh.memory_capped(64):
+            raise RuntimeError("a failed load")
+        assert limit(wh) == default
