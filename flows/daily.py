@@ -75,7 +75,7 @@ def deliver(
 
 @task(cache_policy=NO_CACHE)
 def publish(wh: Warehouse, settings: Settings) -> PublishReport:
-    """Publish the archive site and feeds (only the files whose content changed)."""
+    """Publish the archive site and feeds: only the pages whose inputs changed are rendered."""
     report = publish_after_run(wh, settings)
     get_run_logger().info(report.line())
     return report

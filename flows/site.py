@@ -139,23 +139,35 @@ class PublishReport:
 
 
 def publish_site(
-    wh: Warehouse, settings: SiteSettings, workers: int = PUBLISH_WORKERS
+    wh: Warehouse,
+    settings: SiteSettings,
+    workers: int = PUBLISH_WORKERS,
+    *,
+    incremental: bool = False,
 ) -> PublishReport:
-    """Build the site from the warehouse and write what changed (the daily flow's last step).
+    """Build the site from the warehouse and write what changed.
 
-    Pages are rendered by `workers` forked processes (rendering is pure Python, so threads
-    would share one core); each renders and writes its share, and this process records the
-    hashes and removes what is no longer built.
+    A full publish renders every page and compares it by content hash. An incremental one (a
+    run's last step) renders only the index, the feeds and the pages whose inputs changed since
+    the last publish (`_Builder.inputs`), and keeps the rest as recorded: the same files.
+    Pages are rendered by `workers` forked processes when there are many (rendering is pure
+    Python, so threads would share one core); this process records the hashes and removes what
+    is no longer built.
     """
     data = read_site_data(wh)
     state = _read_state(settings.out_dir)
     builder = _Builder(data, settings)
-    entries, entry_times = builder.feed_entries(state.get("entries", {}))
+    inputs = builder.inputs()
+    kept = _kept(settings.out_dir, inputs, state) if incremental else {}
+    reuse = _kept_entries(settings.out_dir, state, kept)
+    entries, entry_times = builder.feed_entries(state.get("entries", {}), reuse)
     jobs = builder.jobs() + _feed_jobs(entries, settings)
     known = state.get("files", {})
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    results = _run_jobs(jobs, settings.out_dir, known, workers)
-    report = _finish(settings.out_dir, results, known, entry_times)
+    todo = [(relative, render) for relative, render in jobs if relative not in kept]
+    results = _run_jobs(todo, settings.out_dir, known, workers)
+    results += [(relative, record, False) for relative, record in kept.items()]
+    report = _finish(settings.out_dir, results, known, entry_times, inputs)
     if not settings.site_url:
         report.note = "feeds use relative links: set PAPERDIGEST_SITE_URL for absolute ones"
     return report
@@ -167,11 +179,11 @@ def site_settings_for(settings: Settings, out_dir: Path | None = None) -> SiteSe
 
 
 def publish_after_run(wh: Warehouse, settings: Settings) -> PublishReport:
-    """Publish the site as a run's last step: a failure to write it is reported, not raised,
-    so the run's email and data stand (the next run publishes again)."""
+    """Publish the site as a run's last step, incrementally: a failure to write it is
+    reported, not raised, so the run's email and data stand (the next run publishes again)."""
     site_settings = site_settings_for(settings)
     try:
-        report = publish_site(wh, site_settings)
+        report = publish_site(wh, site_settings, incremental=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         error = f"{exc.filename or site_settings.out_dir}: {reason}"
@@ -203,7 +215,7 @@ def read_site_data(wh: Warehouse) -> SiteData:
             days.append(_listed_day(day, row["last_fetched_at"], listed))
     # A paper gets a page when a day page shows it: one seen only on pages that stated no
     # digest date (an imported file without --date) has no day to be reached from.
-    shown = {p.paper_id for d in days for p in (*d.digest.trending, *d.digest.new, *d.digest.late)}
+    shown = {p.paper_id for d in days for p in _shown_papers(d.digest)}
     papers = {paper_id: paper for paper_id, paper in papers.items() if paper_id in shown}
     return SiteData(tuple(days), papers, dict(sightings))
 
@@ -262,6 +274,7 @@ def _finish(
     results: list[tuple[str, str, bool]],
     known: dict[str, str],
     entry_times: dict[str, dict[str, str]] | None,
+    inputs: dict[str, str] | None = None,
 ) -> PublishReport:
     """Count what was written, remove the files no longer built, record the new state."""
     report = PublishReport(out_dir, files=len(results))
@@ -277,8 +290,51 @@ def _finish(
         if _is_inside(path, out_dir) and path.is_file():
             path.unlink()
             report.removed.append(relative)
-    _write_state(out_dir, {"files": recorded, "entries": entry_times or {}})
+    state = {"files": recorded, "entries": entry_times or {}, "inputs": inputs or {}}
+    _write_state(out_dir, state)
     return report
+
+
+def _kept(out_dir: Path, inputs: dict[str, str], state: dict[str, Any]) -> dict[str, str]:
+    """The pages an incremental publish need not render, with what the state records of them:
+    their inputs are those of the last publish and the file on disk is still the one it wrote
+    (same size and mtime; a file edited or removed by hand is rendered again)."""
+    known, previous = state.get("files", {}), state.get("inputs", {})
+    kept = {}
+    for relative, fingerprint in inputs.items():
+        record = known.get(relative)
+        if record and previous.get(relative) == fingerprint and _on_disk(out_dir, relative, record):
+            kept[relative] = record
+    return kept
+
+
+def _kept_entries(out_dir: Path, state: dict[str, Any], kept: dict[str, str]) -> dict[str, str]:
+    """The feed entries of the days whose page is kept, read back from the last feed.json (each
+    checked against the content hash recorded for it), by date."""
+    if not any(relative.startswith("days/") for relative in kept):
+        return {}
+    try:
+        items = json.loads((out_dir / "feed.json").read_text(encoding="utf-8"))["items"]
+        recorded = {key: entry["sha256"] for key, entry in state["entries"].items()}
+        found = {Path(item["url"]).stem: item["content_html"] for item in items}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no feed, or not one this code wrote: render every entry
+    return {
+        key: html
+        for key, html in found.items()
+        if f"days/{key}.html" in kept
+        and isinstance(html, str)
+        and hashlib.sha256(html.encode("utf-8")).hexdigest() == recorded.get(key)
+    }
+
+
+def _on_disk(out_dir: Path, relative: str, record: str) -> bool:
+    """True when the file is still the size and mtime the state recorded for it."""
+    try:
+        stat = (out_dir / relative).stat()
+    except OSError:
+        return False
+    return record.endswith(f":{stat.st_size}:{stat.st_mtime_ns}")
 
 
 # The jobs the forked workers share (set before the fork, so nothing is pickled but results).
@@ -420,6 +476,37 @@ class _Builder:
         jobs.append(("search-index.js", self._search_index))
         return jobs
 
+    def inputs(self) -> dict[str, str]:
+        """A hash of everything each day, week and paper page is rendered from, by path: a
+        page whose hash is the one the last publish recorded renders to the same bytes.
+
+        Each day and each paper (with its sightings) is hashed once; a week hashes theirs.
+        """
+        code = _code_fingerprint(self.settings)
+        papers, sightings, known = self.data.papers, self.data.sightings, self.known
+        paper_hash = {i: _hash(p, sightings.get(i)) for i, p in papers.items()}
+        day_hash = {d.day: _hash(d) for d in self.data.days}
+        inputs = {}
+        for d in self.data.days:
+            shown = [p.paper_id for p in _shown_papers(d.digest)] + [
+                c.paper_id for c in d.digest.changes
+            ]
+            linked = tuple(paper_id in papers for paper_id in shown)
+            key = (day_hash[d.day], self._neighbours(d), linked)
+            inputs[f"days/{d.day.isoformat()}.html"] = _hash(code, *key)
+        for week, days in self.weeks.items():
+            shown = [p.paper_id for d in days for p in _shown_papers(d.digest)]
+            figures = [paper_hash.get(i) or _hash(sightings.get(i)) for i in shown]
+            inputs[f"weeks/{week}.html"] = _hash(
+                code, week, [day_hash[d.day] for d in days], figures
+            )
+        for paper_id in papers:
+            on_site = tuple(s.digest_date in known for s in sightings.get(paper_id, []))
+            inputs[f"papers/{paper_slug(paper_id)}.html"] = _hash(
+                code, paper_hash[paper_id], on_site
+            )
+        return inputs
+
     def _page(self, template: str, context: Callable[..., dict[str, Any]], *args: Any) -> bytes:
         return self._render(template, context(*args))
 
@@ -430,15 +517,19 @@ class _Builder:
         return self._paper_context(self.data.papers[paper_id])
 
     def feed_entries(
-        self, state: dict[str, dict[str, str]]
+        self, state: dict[str, dict[str, str]], kept: Mapping[str, str] | None = None
     ) -> tuple[list[FeedEntry], dict[str, dict[str, str]]]:
-        """The latest digests as feed entries; `updated` moves only when the content does."""
+        """The latest digests as feed entries; `updated` moves only when the content does.
+
+        `kept` holds entries' HTML as the last publish wrote it, by date, for days whose
+        inputs did not change since: they are not rendered again.
+        """
         root = self.settings.site_url.rstrip("/") + "/" if self.settings.site_url else ""
         entries, times = [], {}
         template = self.env.get_template("site/digest_content.html.j2")
         for day in self.data.days[: self.settings.feed_entries]:
             key = day.day.isoformat()
-            html = template.render(self._day_context(day, root)).strip()
+            html = (kept or {}).get(key) or template.render(self._day_context(day, root)).strip()
             sha = hashlib.sha256(html.encode("utf-8")).hexdigest()
             previous = state.get(key, {})
             if previous.get("sha256") == sha and previous.get("updated"):
@@ -501,9 +592,7 @@ class _Builder:
         changes = change_views(digest, CARD_SETTINGS)
         for change, source in zip(changes, digest.changes, strict=True):
             change["page"] = self._paper_page(source.paper_id, root)
-        index, position = self.dates, self.position[day.day]
-        newer = index[position - 1] if position > 0 else None
-        older = index[position + 1] if position + 1 < len(index) else None
+        newer, older = self._neighbours(day)
         title = f"{self.settings.title} · {date_label(day.day, year=True)}"
         return self._base(root, title) | {
             "label": date_label(day.day, year=True),
@@ -518,12 +607,19 @@ class _Builder:
             "hf_day_url": f"https://huggingface.co/papers/date/{day.day.isoformat()}",
         }
 
+    def _neighbours(self, day: DayDigest) -> tuple[date | None, date | None]:
+        """The digest dates just newer and just older than `day` (its page links to them)."""
+        index, position = self.dates, self.position[day.day]
+        newer = index[position - 1] if position > 0 else None
+        older = index[position + 1] if position + 1 < len(index) else None
+        return newer, older
+
     def _week_context(self, week: str, days: list[DayDigest]) -> dict[str, Any]:
         start = date.fromisocalendar(int(week[:4]), int(week[6:]), 1)
         end = start + timedelta(days=7)
         seen: dict[str, tuple[int, DigestPaper]] = {}
         for day in days:
-            for paper in (*day.digest.trending, *day.digest.new, *day.digest.late):
+            for paper in _shown_papers(day.digest):
                 if paper.paper_id not in seen:
                     gain = _gain_between(self.data.sightings.get(paper.paper_id, []), start, end)
                     seen[paper.paper_id] = (gain, self.data.papers.get(paper.paper_id, paper))
@@ -618,6 +714,29 @@ def _gain_between(sightings: list[Sighting], start: date, end: date) -> int:
     return (before_end[-1] if before_end else 0) - (before_start[-1] if before_start else 0)
 
 
+def _shown_papers(digest: Digest) -> tuple[DigestPaper, ...]:
+    """A digest's papers in the order its sections show them."""
+    return (*digest.trending, *digest.new, *digest.late)
+
+
+def _code_fingerprint(settings: SiteSettings) -> str:
+    """A hash of what shapes every page besides its data: the settings, the templates and the
+    code that builds views, so pages are rendered again after an upgrade."""
+    shown = (settings.site_url, settings.title, settings.feed_entries)  # not out_dir: moves
+    sha = hashlib.sha256(repr((__version__, shown, CARD_SETTINGS, WEEK_SETTINGS)).encode())
+    here = Path(__file__).parent
+    sources = [here / "site.py", here / "site_chart.py", here / "render.py"]
+    for path in sorted(TEMPLATE_DIR.rglob("*")) + sources:
+        if path.is_file():
+            sha.update(path.name.encode() + b"\0" + path.read_bytes())
+    return sha.hexdigest()
+
+
+def _hash(*inputs: object) -> str:
+    """Inputs as a short hash (reprs of dataclasses, tuples and dates: stable)."""
+    return hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]
+
+
 def _counts(digest: Digest) -> str:
     parts = [
         f"{len(digest.trending)} trending" if digest.trending else "",
@@ -629,8 +748,9 @@ def _counts(digest: Digest) -> str:
 
 
 def _top_title(digest: Digest) -> str:
-    papers = (*digest.trending, *digest.new, *digest.late)
-    top = max(papers, key=lambda p: (p.upvote_gain or 0, p.upvotes or 0), default=None)
+    top = max(
+        _shown_papers(digest), key=lambda p: (p.upvote_gain or 0, p.upvotes or 0), default=None
+    )
     return " ".join(top.title.split()) if top else ""
 
 

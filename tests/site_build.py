@@ -27,11 +27,22 @@ GAINS = (40, 25, 12, 9, 7)  # upvotes the first papers of 2026-08-14 gain by the
 
 def build_warehouse(db: Path, work: Path) -> None:
     """The warehouse described in the module docstring, at `db`."""
+    build_first_digest(db)
+    add_second_digest(db, work)
+
+
+def build_first_digest(db: Path) -> None:
+    """The warehouse up to the first mailed digest: the seed pages and the recorded API days."""
     with Warehouse.open(db) as wh:
         run = wh.start_run("import", {})
         pipeline.ingest_files(wh, pipeline.saved_page_paths([SEEDS]), run, SEED_DAY, SEED_DAY)
         wh.finish_run(run, "ok", {})
         _daily_run(wh, API_DAYS, FIRST_DIGEST)
+
+
+def add_second_digest(db: Path, work: Path) -> None:
+    """The next day's run: 2026-08-14 re-fetched with more upvotes, its digest mailed."""
+    with Warehouse.open(db) as wh:
         _daily_run(wh, [_refetched(work)], SECOND_DIGEST)
 
 

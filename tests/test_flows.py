@@ -154,3 +154,24 @@ def test_import_flow_reports_a_bad_file_and_loads_the_rest(
     assert result["failures"][0].startswith(f"{bad}: ")
     assert rows(db, "SELECT count(*) FROM sightings") == [(113,)]
     assert rows(db, "SELECT page_id, location, position FROM rejects") == [(None, str(bad), 0)]
+
+
+def test_the_cli_freezes_prefects_import_once_and_exits_clean() -> None:
+    """Prefect's objects are frozen (not walked by every collection), DuckDB's are not (its
+    bindings would print them as leaks at exit), and a second call freezes nothing more."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys; from flows.cli import _prefect_flows; _prefect_flows(); "
+        "frozen = gc.get_freeze_count(); _prefect_flows(); import duckdb; "
+        "con = duckdb.connect(); con.execute('SELECT 1').fetchall(); con.close(); "
+        "print(frozen, gc.get_freeze_count(), 'flows.ranking' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    first, second, ranking = done.stdout.split()
+    assert int(first) > 10_000 and second == first
+    assert ranking == "False"  # scikit-learn and SciPy only for readers with a library
+    assert "leak" not in done.stderr, done.stderr
