@@ -2,9 +2,9 @@
 
 It does what `flows.backfill.backfill` does for days not yet complete (fetch and parse the
 same batches of days on 4 threads sharing one client, load each batch in one transaction in
-this thread and mark its days complete, record the run), with a thread pool instead of
-Prefect tasks. The client-side rate limit is lifted as for the benchmarked command, by the
-caller's PAPERDIGEST_RATE_LIMIT=off.
+this thread with DuckDB's memory capped and mark its days complete, record the run), with a
+thread pool instead of Prefect tasks. The client-side rate limit is lifted as for the
+benchmarked command, by the caller's PAPERDIGEST_RATE_LIMIT=off.
 
     python -m bench.plain_backfill TIMINGS.json DB START END api|html
 """

@@ -411,11 +411,11 @@ class Warehouse:
             self._insert_rows("page_archive", archive_rows(pages))
         new, seen_again = fold_papers(pages, keys)
         if seen_again.num_rows:
-            with self._registered("batch", seen_again):
+            with self._temp_table("batch", seen_again):
                 self.con.execute(query_sql("touch_papers"))
                 self.con.execute(query_sql("refresh_papers"))
         if new.num_rows:
-            with self._registered("batch", new):
+            with self._temp_table("batch", new):
                 self.con.execute(query_sql("insert_papers"))
         self._insert_rows("sightings", sightings_rows(pages))
         self._insert_rows("rejects", rejects_rows(pages))
@@ -428,7 +428,7 @@ class Warehouse:
         self.con.execute(f"INSERT INTO {table} ({columns}) {rows.select_sql()}", rows.params())
 
     @contextlib.contextmanager
-    def _registered(self, name: str, rows: Rows) -> Iterator[None]:
+    def _temp_table(self, name: str, rows: Rows) -> Iterator[None]:
         """`rows` readable as temporary table `name` for the statements inside."""
         create = f"CREATE OR REPLACE TEMP TABLE {name} AS {rows.select_sql()}"
         self.con.execute(create, rows.params())
@@ -523,7 +523,7 @@ class Warehouse:
             for table in ("sightings", "rejects", "paper_aliases", "papers"):
                 self.con.execute(f"DELETE FROM {table}")
             self._load_pending(pages, False)
-            with self._registered("reparsed", reparsed_rows(pages)):
+            with self._temp_table("reparsed", reparsed_rows(pages)):
                 self.con.execute(
                     "UPDATE pages SET fmt = r.fmt, n_entries = r.n_entries, "
                     "n_rejected = r.n_rejected FROM reparsed r WHERE pages.page_id = r.page_id"
@@ -698,7 +698,7 @@ class Warehouse:
                     "captured": captured_at or now,
                 },
             )
-            with self._registered("mailed_batch", batch):
+            with self._temp_table("mailed_batch", batch):
                 self.con.execute(
                     query_sql("record_digest"), {"digest_key": digest_key, "delivered_at": now}
                 )
@@ -748,7 +748,7 @@ class Warehouse:
     def send_states(self, recipients: Sequence[str], digest_key: str) -> dict[str, tuple[str, str]]:
         """(state, message_id) of a digest for each recipient that has a ledger row."""
         asked = Rows({"recipient": ("VARCHAR", list(recipients))})
-        with self._registered("asked", asked):
+        with self._temp_table("asked", asked):
             rows = self.con.execute(query_sql("send_states"), {"digest_key": digest_key})
             return {recipient: (state, mid) for recipient, state, mid in rows.fetchall()}
 
@@ -769,7 +769,7 @@ class Warehouse:
                 "message_id": ("VARCHAR", [m for _, m in sends]),
             }
         )
-        with self.transaction(), self._registered("send_batch", batch):
+        with self.transaction(), self._temp_table("send_batch", batch):
             self.con.execute(query_sql(query), {"digest_key": digest_key, "now": utc_now()})
 
     def mark_failed(self, recipient: str, digest_key: str, message_id: str, error: str) -> None:
