@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -351,11 +352,22 @@ def _run_jobs(
     global _JOBS
     _JOBS = jobs
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, _quiet_on_sigterm) as pool:
             shares = pool.map(_run_share, [(i, workers, out_dir, known) for i in range(workers)])
+            pool.close()  # let the workers exit on their own rather than be terminated
+            pool.join()
     finally:
         _JOBS = []
     return [result for share in shares for result in share]
+
+
+def _quiet_on_sigterm() -> None:
+    """In a worker: die quietly when the pool terminates it.
+
+    A fork inherits the SIGTERM handler Prefect installs while a flow runs, which raises in the
+    worker and prints "Process ForkPoolWorker-N:" on the user's terminal.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run_share(args: tuple[int, int, Path, dict[str, str]]) -> list[tuple[str, str, bool]]:
