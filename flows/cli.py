@@ -10,7 +10,8 @@ import argparse
 import gc
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -82,17 +83,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    daily = _prefect_flows().daily_digest
-    result = daily(
-        date=_iso(args.date),
-        offline_dir=str(args.offline) if args.offline else None,
-        source=args.source,
-        db=str(settings.db),
-        outbox=str(settings.outbox),
-        resend=args.resend,
-        wait=settings.lock_wait,
-        as_of=_iso_time(args.as_of),
-    )
+    with _prefect_session() as flows:
+        result = flows.daily_digest(
+            date=_iso(args.date),
+            offline_dir=str(args.offline) if args.offline else None,
+            source=args.source,
+            db=str(settings.db),
+            outbox=str(settings.outbox),
+            resend=args.resend,
+            wait=settings.lock_wait,
+            as_of=_iso_time(args.as_of),
+        )
     if result["status"] == "failed":
         print(f"paperdigest: {result['error']}", file=sys.stderr)
         return EXIT_FAILURE
@@ -102,14 +103,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Load saved pages into the warehouse."""
-    flows = _prefect_flows()
-    result = flows.import_pages(
-        paths=[str(p) for p in args.paths],
-        date=_iso(args.date),
-        db=str(settings.db),
-        wait=settings.lock_wait,
-        as_of=_iso_time(args.as_of),
-    )
+    with _prefect_session() as flows:
+        result = flows.import_pages(
+            paths=[str(p) for p in args.paths],
+            date=_iso(args.date),
+            db=str(settings.db),
+            wait=settings.lock_wait,
+            as_of=_iso_time(args.as_of),
+        )
     if result["status"] == "failed":
         print(f"paperdigest: {result['error']}", file=sys.stderr)
         return EXIT_FAILURE
@@ -205,10 +206,10 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch and load a range of past days."""
-    prepare_prefect_env()
-    from flows.backfill import run_backfill_cli
+    with _prefect_session():
+        from flows.backfill import run_backfill_cli
 
-    return run_backfill_cli(args, settings)
+        return run_backfill_cli(args, settings)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -406,6 +407,16 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
 
 
 # ---- helpers of this module ---------------------------------------------------------------
+
+
+@contextmanager
+def _prefect_session() -> Iterator[Any]:
+    """Prefect imported and an API to talk to for the block; yields the module of the flows."""
+    daily = _prefect_flows()
+    from flows.prefect_server import prefect_api
+
+    with prefect_api():
+        yield daily
 
 
 def _prefect_flows() -> Any:
