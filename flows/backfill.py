@@ -40,8 +40,9 @@ from flows.warehouse import Warehouse, WarehouseError
 # one commit; two-month batches make a three-year backfill 18 tasks and 18 commits.
 MAX_BATCH_DAYS = 62
 # DuckDB's memory while a backfill loads (see Warehouse.memory_capped): a three-year backfill
-# peaked ~100 MB higher uncapped, and was no faster.
-LOAD_MEMORY_MB = 128
+# peaked ~150 MB higher uncapped and ~50 MB higher at 128 MiB, and was no faster. 64 MiB still
+# loads a month into a ten-year warehouse (its key indexes must fit).
+LOAD_MEMORY_MB = 64
 
 
 @dataclass(slots=True)
