@@ -1,10 +1,10 @@
 """The backfill as plain functions, without Prefect: the pipeline's own time.
 
 It does what `flows.backfill.backfill` does for days not yet complete (fetch and parse the
-same batches of days on 4 threads sharing one client, load each batch in one transaction in
-this thread with DuckDB's memory capped and mark its days complete, record the run), with a
-thread pool instead of Prefect tasks. The client-side rate limit is lifted as for the
-benchmarked command, by the caller's PAPERDIGEST_RATE_LIMIT=off.
+same batches of days, bounded by days and by bytes, on 4 threads sharing one client, load each
+batch in one transaction in this thread with DuckDB's memory capped and mark its days complete,
+record the run), with a thread pool instead of Prefect tasks. The client-side rate limit is
+lifted as for the benchmarked command, by the caller's PAPERDIGEST_RATE_LIMIT=off.
 
     python -m bench.plain_backfill TIMINGS.json DB START END api|html
 """
@@ -15,6 +15,7 @@ import json
 import resource
 import sys
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,7 +25,12 @@ if str(ROOT) not in sys.path:  # runnable as a plain script from any directory
     sys.path.insert(0, str(ROOT))
 
 from flows import pipeline  # noqa: E402
-from flows.backfill import LOAD_MEMORY_MB, batches_in_flight, batches_of  # noqa: E402
+from flows.backfill import (  # noqa: E402
+    LOAD_MEMORY_MB,
+    MAX_BATCH_BYTES,
+    batches_in_flight,
+    batches_of,
+)
 from flows.fetch import FetchSettings, HFClient  # noqa: E402
 from flows.warehouse import Warehouse  # noqa: E402
 
@@ -45,13 +51,18 @@ def run_backfill(db: Path, start: date, end: date, source: str) -> dict[str, int
             HFClient(settings) as client,
             ThreadPoolExecutor(WORKERS) as pool,
         ):
-            waiting, in_flight = batches_of(todo, WORKERS), set()
+            waiting, in_flight = deque(batches_of(todo, WORKERS)), {}
             while waiting or in_flight:  # the flow's bounded window of batches in flight
                 while waiting and len(in_flight) < batches_in_flight(WORKERS):
-                    in_flight.add(pool.submit(pipeline.fetch_days, client, waiting.pop(0), source))
-                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    batch = waiting.popleft()
+                    args = (client, batch, source, MAX_BATCH_BYTES)
+                    in_flight[pool.submit(pipeline.fetch_days, *args)] = batch
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    for result in pipeline.load_days(wh, future.result(), run_id, source):
+                    batch, fetched = in_flight.pop(future), future.result()
+                    if len(fetched) < len(batch):  # bounded by bytes, as the flow's batches
+                        waiting.appendleft(batch[len(fetched) :])
+                    for result in pipeline.load_days(wh, fetched, run_id, source):
                         counts[result.status] += 1
                         counts["entries"] += result.entries
         wh.finish_run(run_id, "partial" if counts["failed"] else "ok", counts)

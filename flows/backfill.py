@@ -3,8 +3,10 @@
 A backfill fetches batches of consecutive days concurrently (a task per batch, on threads or a
 Dask cluster with `--dask`) inside the client's process-wide rate limit, and parses them there.
 Every warehouse write stays in the flow's thread: a batch's pages and the days it completes are
-loaded in one transaction. It resumes: days already complete are skipped unless `refresh`. A
-failed day never stops the others, and a day whose fetch failed is tried again.
+loaded in one transaction. A batch is bounded by days and by bytes: a task that has fetched
+MAX_BATCH_BYTES hands back what it has, and the rest of its days go back in the queue. It
+resumes: days already complete are skipped unless `refresh`. A failed day never stops the
+others, and a day whose fetch failed is tried again.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ MAX_BATCH_DAYS = 62
 # peaked ~150 MB higher uncapped and ~50 MB higher at 128 MiB, and was no faster. 64 MiB still
 # loads a month into a ten-year warehouse (its key indexes must fit).
 LOAD_MEMORY_MB = 64
+# The most page bytes (as received) one fetch task holds before it hands its days back. Two
+# months of ordinary days are 5-15 MB, so this rarely splits a batch; it bounds the memory a
+# backfill holds in flight (batches_in_flight of them) when the pages are large, as trending
+# pages of 1.5 MB are: 62 of those would be 93 MB a batch.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -74,8 +81,9 @@ def _process_client(settings: FetchSettings) -> HFClient:
 
 @task(cache_policy=NO_CACHE, tags=["io"])
 def fetch_backfill_days(settings: FetchSettings, days: list[date], source: str) -> list[FetchedDay]:
-    """Fetch and parse a batch of days (in a worker thread, or on a Dask worker)."""
-    return pipeline.fetch_days(_process_client(settings), days, source)
+    """Fetch and parse a batch of days (in a worker thread, or on a Dask worker); it may
+    return only the first of them, once it holds MAX_BATCH_BYTES."""
+    return pipeline.fetch_days(_process_client(settings), days, source, MAX_BATCH_BYTES)
 
 
 def batches_of(days: list[date], workers: int) -> list[list[date]]:
@@ -198,7 +206,10 @@ def _fetch_and_load(
             in_flight[future] = waiting.popleft()
             future.add_done_callback(done.put)
         future = done.get()
-        fetched = _fetched(future, in_flight.pop(future))
+        batch = in_flight.pop(future)
+        fetched = _fetched(future, batch)
+        if len(fetched) < len(batch):  # the task hit MAX_BATCH_BYTES: the rest go next
+            waiting.appendleft(batch[len(fetched) :])
         results = pipeline.load_days(wh, fetched, run_id, source)
         failed_fetch = {d.day for d in fetched if d.error} if retry else set()
         again += sorted(failed_fetch)

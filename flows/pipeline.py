@@ -331,15 +331,24 @@ class DayResult:
     error: str = ""
 
 
-def fetch_days(client: HFClient, days: list[date], source: str) -> list[FetchedDay]:
-    """Fetch and parse days one after another; a day that cannot be fetched says why."""
-    fetched = []
+def fetch_days(
+    client: HFClient, days: list[date], source: str, max_bytes: int | None = None
+) -> list[FetchedDay]:
+    """Fetch and parse days one after another; a day that cannot be fetched says why.
+
+    With `max_bytes`, it stops after the day that brings the bodies fetched to that many bytes:
+    the days it returns are then a prefix of `days`, and the caller fetches the rest later.
+    """
+    fetched, received = [], 0
     for day in days:
+        if max_bytes is not None and received >= max_bytes:
+            break
         try:
             raws = client.fetch_day(day, source)
         except FetchError as exc:
             fetched.append(FetchedDay(day, error=str(exc)))
             continue
+        received += sum(len(raw.body) for raw in raws)
         fetched.append(FetchedDay(day, [prepare_page(raw) for raw in raws]))
     return fetched
 

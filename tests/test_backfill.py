@@ -275,3 +275,49 @@ def test_batches_are_consecutive_days_a_few_per_worker_and_at_most_two_months():
     assert {len(b) for b in batches[:-1]} == {MAX_BATCH_DAYS} == {62}
     assert [len(b) for b in batches_of(days[:30], workers=2)] == [4] * 7 + [2]
     assert batches_of(days[:1], workers=4) == [[START]]
+
+
+def test_batches_are_bounded_by_bytes_as_well_as_days(
+    prefect_harness, httpserver, replay_env, monkeypatch
+):
+    from flows import backfill as backfill_module
+    from flows.warehouse import Warehouse
+
+    requested = serve_days(httpserver)
+    # one byte: every task hands back after its first day, and the rest of its days go back
+    monkeypatch.setattr(backfill_module, "MAX_BATCH_BYTES", 1)
+    batches, save_pages = [], Warehouse.save_pages
+
+    def saving(wh: Warehouse, pages, *args, **kwargs):
+        batches.append({raw.digest_date for raw, _ in pages})
+        return save_pages(wh, pages, *args, **kwargs)
+
+    monkeypatch.setattr(Warehouse, "save_pages", saving)
+    result = backfill_module.backfill(
+        start=START.isoformat(), end=END.isoformat(), source="api", db=str(replay_env)
+    )
+    assert result["status"] == "ok" and result["counts"]["loaded"] == 30
+    assert len(batches) == 30 and all(len(days) == 1 for days in batches)
+    assert sorted(requested) == sorted({*requested}) and len(requested) == 30  # each day once
+    assert table(replay_env, "SELECT count(*) FROM sightings") == [(22 * 12,)]
+    assert table(replay_env, "SELECT count(*) FROM day_loads") == [(30,)]
+
+
+def test_fetch_days_stops_once_it_holds_max_bytes():
+    from flows.models import RawPage
+    from flows.pipeline import fetch_days
+
+    class Client:
+        def __init__(self) -> None:
+            self.asked: list[date] = []
+
+        def fetch_day(self, day: date, source: str) -> list[RawPage]:
+            self.asked.append(day)
+            return [RawPage("api", f"/api/daily_papers?date={day}", b"[]" * 50, day)]
+
+    days = [START + timedelta(n) for n in range(10)]
+    client = Client()
+    assert [d.day for d in fetch_days(client, days, "api", max_bytes=250)] == days[:3]
+    assert client.asked == days[:3]  # 100 bytes a day: the third day reaches 250
+    assert [d.day for d in fetch_days(client, days, "api")] == days  # no bound: every day
+    assert [d.day for d in fetch_days(client, days, "api", max_bytes=1)] == days[:1]
