@@ -46,10 +46,11 @@ MAX_BATCH_DAYS = 62
 # loads a month into a ten-year warehouse (its key indexes must fit).
 LOAD_MEMORY_MB = 64
 # The most page bytes (as received) one fetch task holds before it hands its days back. Two
-# months of ordinary days are 5-15 MB, so this rarely splits a batch; it bounds the memory a
-# backfill holds in flight (batches_in_flight of them) when the pages are large, as trending
-# pages of 1.5 MB are: 62 of those would be 93 MB a batch.
-MAX_BATCH_BYTES = 16 * 1024 * 1024
+# months of ordinary days are 6-10 MB of API answers or ~19 MB of HTML pages, so this does not
+# split them (a split costs a task and a transaction); it bounds the memory a backfill holds in
+# flight (batches_in_flight of them) when the pages are large, as trending pages of 1.5 MB are:
+# 62 of those would be 93 MB a batch.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ def _process_client(settings: FetchSettings) -> HFClient:
     return HFClient(settings)
 
 
-@task(cache_policy=NO_CACHE, tags=["io"])
+@task(cache_policy=NO_CACHE)
 def fetch_backfill_days(settings: FetchSettings, days: list[date], source: str) -> list[FetchedDay]:
     """Fetch and parse a batch of days (in a worker thread, or on a Dask worker); it may
     return only the first of them, once it holds MAX_BATCH_BYTES."""
