@@ -120,6 +120,20 @@ def test_attribute_order_quotes_and_entities_do_not_matter():
     ]
 
 
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        "{&quot;t&quot;: &quot;plain&quot;}",
+        "&amp;quot; &amp;lt; &amp;amp; &#x27;x&#39; &lt;b&gt;",  # escaped entities stay text
+        "&quot;caf&eacute; &nbsp;&#233; &amp;quot;&quot;",  # other entities: html.unescape
+        "no entities at all & a bare ampersand",
+        "",
+    ],
+)
+def test_unescape_attribute_reads_as_html_unescape(escaped):
+    assert html_parser.unescape_attribute(escaped) == html.unescape(escaped)
+
+
 def test_empty_day_page_is_valid():
     page = parse_page(with_props({"date": "2024-08-03", "dailyPapers": []}), name="weekend")
     assert (page.fmt, page.digest_date, page.papers, page.rejects) == (
