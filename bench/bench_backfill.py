@@ -11,8 +11,9 @@ The synthetic days (weekdays ~40 papers, weekends empty, as on Hugging Face) are
   paperdigest's time into its pipeline and Prefect.
 
 The warehouses must end with the same sightings (paper id, digest date, rank, upvotes).
-Target: paperdigest within 2× of the baseline on `--source api`, judged on the medians of
-three interleaved rounds of the three sides (one round in quick mode).
+Targets (issue #16): paperdigest within 1.5× of the baseline on both sources, judged on the
+medians of three interleaved rounds (one round in quick mode), and a peak RSS of at most 400 MB
+in every round.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ SECTION = "Backfill"
 FULL_START, FULL_END = date(2023, 1, 1), date(2025, 12, 31)  # three years
 QUICK_DAYS = 20
 FULL_ROUNDS = 3
-TARGET_RATIO = {"api": 2.0}
+TARGET_RATIO = {"api": 1.5, "html": 1.5}
+TARGET_PEAK_MB = 400
 SIGHTINGS_SQL = "SELECT paper_id, digest_date, rank, upvotes FROM sightings"
 
 
@@ -123,6 +125,8 @@ def command_row(
     verdict, missed = "no target", False
     if source in TARGET_RATIO:
         verdict, missed = ratio_verdict(ours.command_s, baseline.command_s, TARGET_RATIO[source])
+        memory, too_big = _memory_verdict(our_runs)
+        verdict, missed = f"{verdict}; {memory}", missed or too_big
     identical = all(
         same_sightings(mine.db, theirs.db)
         for mine, theirs in zip(our_runs, baseline_runs, strict=True)
@@ -155,6 +159,14 @@ def command_row(
             "identical": float(identical),
         },
     )
+
+
+def _memory_verdict(runs: list[Side]) -> tuple[str, bool]:
+    """'peak ≤ 400 MB: 356 MB ✅ met' for the largest peak of the runs, and whether missed."""
+    peak = max(side.process.peak_mb for side in runs)
+    missed = peak > TARGET_PEAK_MB
+    mark = "❌ missed" if missed else "✅ met"
+    return f"peak ≤ {TARGET_PEAK_MB} MB: {peak:.0f} MB {mark}", missed
 
 
 def plain_row(server: DaysServer, source: str, plain: Side, baseline: Side) -> Row:
