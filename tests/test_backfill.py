@@ -277,6 +277,14 @@ def test_batches_are_consecutive_days_a_few_per_worker_and_at_most_two_months():
     assert batches_of(days[:1], workers=4) == [[START]]
 
 
+def test_fetch_tasks_carry_no_tag():
+    from flows.backfill import fetch_backfill_days
+
+    # A tag makes Prefect start its concurrency-lease service and lease a slot for every task
+    # run, even with no limit set: 2.2 s before a three-year backfill's first fetch.
+    assert not fetch_backfill_days.tags
+
+
 def test_batches_are_bounded_by_bytes_as_well_as_days(
     prefect_harness, httpserver, replay_env, monkeypatch
 ):
