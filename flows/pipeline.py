@@ -341,8 +341,8 @@ def fetch_days(
     """
     fetched, received = [], 0
     for day in days:
-        if max_bytes is not None and received >= max_bytes:
-            break
+        if fetched and max_bytes is not None and received >= max_bytes:
+            break  # never before the first day: every call makes progress
         try:
             raws = client.fetch_day(day, source)
         except FetchError as exc:

@@ -329,3 +329,4 @@ def test_fetch_days_stops_once_it_holds_max_bytes():
     assert client.asked == days[:3]  # 100 bytes a day: the third day reaches 250
     assert [d.day for d in fetch_days(client, days, "api")] == days  # no bound: every day
     assert [d.day for d in fetch_days(client, days, "api", max_bytes=1)] == days[:1]
+    assert [d.day for d in fetch_days(client, days, "api", max_bytes=0)] == days[:1]
