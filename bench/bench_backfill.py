@@ -28,7 +28,15 @@ from pathlib import Path
 import duckdb
 
 from bench import synthetic
-from bench.harness import PYTHON, ChildResult, Context, Row, ratio_verdict, run_child
+from bench.harness import (
+    PYTHON,
+    ChildResult,
+    Context,
+    Row,
+    limit_verdict,
+    ratio_verdict,
+    run_child,
+)
 from bench.servers import DaysServer, days_server, prefect_env
 from bench.timed_cli import RATE_LIMIT_OFF
 
@@ -164,9 +172,8 @@ def command_row(
 def _memory_verdict(runs: list[Side]) -> tuple[str, bool]:
     """'peak ≤ 400 MB: 356 MB ✅ met' for the largest peak of the runs, and whether missed."""
     peak = max(side.process.peak_mb for side in runs)
-    missed = peak > TARGET_PEAK_MB
-    mark = "❌ missed" if missed else "✅ met"
-    return f"peak ≤ {TARGET_PEAK_MB} MB: {peak:.0f} MB {mark}", missed
+    verdict, missed = limit_verdict(peak, TARGET_PEAK_MB, " MB", digits=0)
+    return f"peak {verdict}", missed
 
 
 def plain_row(server: DaysServer, source: str, plain: Side, baseline: Side) -> Row:

@@ -26,7 +26,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bench.harness import PYTHON, ChildResult, Context, Row, run_child
+from bench.harness import PYTHON, ChildResult, Context, Row, limit_verdict, run_child
 from bench.servers import DaysServer, days_server, prefect_env, prefect_server
 from flows.fetch import FetchSettings, HFClient
 from flows.pipeline import ingest_pages
@@ -134,10 +134,7 @@ def _running_server_row(
         runs = [cli_run(folder, seed, server, home, api_url) for _ in range(repeats)]
     row = _prefect_row("a running `prefect server start`", runs, plain)
     wall = row.figures["wall_s"]
-    row.verdict = (
-        f"≤ {TARGET_S:.0f} s: {wall:.1f} s {'✅ met' if wall <= TARGET_S else '❌ missed'}"
-    )
-    row.missed = wall > TARGET_S
+    row.verdict, row.missed = limit_verdict(wall, TARGET_S, " s", digits=1)
     row.note += f"; the server's own start-up ({startup_s:.1f} s) is not counted"
     return row
 

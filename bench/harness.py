@@ -138,8 +138,13 @@ def median_time(action: Callable[[], object], repeats: int) -> float:
     return statistics.median(timed(action) for _ in range(repeats))
 
 
+def limit_verdict(value: float, limit: float, unit: str, digits: int = 2) -> tuple[str, bool]:
+    """'≤ 400 MB: 361 MB ✅ met' and whether the target was missed (value above limit)."""
+    missed = value > limit
+    mark = "❌ missed" if missed else "✅ met"
+    return f"≤ {limit:g}{unit}: {value:.{digits}f}{unit} {mark}", missed
+
+
 def ratio_verdict(value: float, baseline: float, limit: float, what: str = "×") -> tuple[str, bool]:
-    """'≤ 2×: 1.4× ✅' and whether the target was missed (value/baseline above limit)."""
-    ratio = value / baseline if baseline else float("inf")
-    missed = ratio > limit
-    return f"≤ {limit:g}{what}: {ratio:.2f}{what} {'❌ missed' if missed else '✅ met'}", missed
+    """'≤ 2×: 1.40× ✅ met' and whether the target was missed (value/baseline above limit)."""
+    return limit_verdict(value / baseline if baseline else float("inf"), limit, what)
