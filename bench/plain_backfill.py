@@ -30,6 +30,7 @@ from flows.backfill import (  # noqa: E402
     MAX_BATCH_BYTES,
     batches_in_flight,
     batches_of,
+    requeue_unfetched,
 )
 from flows.fetch import FetchSettings, HFClient  # noqa: E402
 from flows.warehouse import Warehouse  # noqa: E402
@@ -60,8 +61,7 @@ def run_backfill(db: Path, start: date, end: date, source: str) -> dict[str, int
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     batch, fetched = in_flight.pop(future), future.result()
-                    if len(fetched) < len(batch):  # bounded by bytes, as the flow's batches
-                        waiting.appendleft(batch[len(fetched) :])
+                    requeue_unfetched(waiting, batch, fetched)
                     for result in pipeline.load_days(wh, fetched, run_id, source):
                         counts[result.status] += 1
                         counts["entries"] += result.entries

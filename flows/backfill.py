@@ -100,6 +100,15 @@ def batches_in_flight(workers: int) -> int:
     return max(1, workers) + 1
 
 
+def requeue_unfetched(
+    waiting: deque[list[date]], batch: list[date], fetched: list[FetchedDay]
+) -> None:
+    """Put back, first in line, the days of `batch` a task left unfetched (it stopped at
+    MAX_BATCH_BYTES; its days so far are a prefix of the batch)."""
+    if len(fetched) < len(batch):
+        waiting.appendleft(batch[len(fetched) :])
+
+
 def days_between(start: date, end: date) -> list[date]:
     """Every date from start to end inclusive."""
     if end < start:
@@ -209,8 +218,7 @@ def _fetch_and_load(
         future = done.get()
         batch = in_flight.pop(future)
         fetched = _fetched(future, batch)
-        if len(fetched) < len(batch):  # the task hit MAX_BATCH_BYTES: the rest go next
-            waiting.appendleft(batch[len(fetched) :])
+        requeue_unfetched(waiting, batch, fetched)
         results = pipeline.load_days(wh, fetched, run_id, source)
         failed_fetch = {d.day for d in fetched if d.error} if retry else set()
         again += sorted(failed_fetch)
