@@ -17,10 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs `paperdigest run --offline` in a fresh interpreter, spying on the server it starts.
 DRIVER = """
 import json, sys, httpx
+import prefect.flow_engine as engine
 from flows import prefect_server
 from flows.cli import main
 
-started = []
+started, heartbeats = [], []
+real_heartbeats = engine._send_heartbeats
+
+def heartbeats_spy(run, *args, **kwargs):
+    heartbeats.append(run.heartbeat_seconds)
+    return real_heartbeats(run, *args, **kwargs)
+
+engine._send_heartbeats = heartbeats_spy
 real_start = prefect_server.start_temporary_server
 
 def spy():
@@ -40,6 +48,7 @@ print(json.dumps({
     "servers": len(started),
     "child_exit": started[0].process.returncode,
     "answering_after": answering,
+    "heartbeat_seconds": heartbeats,
     "server_modules": sorted(m for m in sys.modules if m.startswith("prefect.server")),
     "sqlalchemy": "sqlalchemy" in sys.modules,
 }))
@@ -47,7 +56,8 @@ print(json.dumps({
 
 
 def test_without_an_api_the_cli_runs_on_its_own_server_and_keeps_its_modules_out(tmp_path):
-    """One child serves the run and is stopped after it; FastAPI/SQLAlchemy never load here."""
+    """One child serves the run and is stopped after it; FastAPI/SQLAlchemy never load here;
+    the flow run sends that short-lived server no heartbeats."""
     env = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
     args = [str(tmp_path / "p.duckdb"), str(tmp_path / "out"), str(FIXTURES / "seeds")]
@@ -62,6 +72,7 @@ def test_without_an_api_the_cli_runs_on_its_own_server_and_keeps_its_modules_out
         "servers": 1,
         "child_exit": report["child_exit"],
         "answering_after": False,
+        "heartbeat_seconds": [None],
         "server_modules": [],
         "sqlalchemy": False,
     }
@@ -71,8 +82,9 @@ def test_without_an_api_the_cli_runs_on_its_own_server_and_keeps_its_modules_out
 
 
 def test_a_configured_api_is_used_as_it_is(prefect_harness) -> None:
-    """With an API URL set (here the test harness's), no server of ours is started."""
-    from prefect.settings import PREFECT_API_URL
+    """With an API URL set (here the test harness's), no server of ours is started, and flow
+    runs keep their heartbeats (a lasting server can tell from them that a run died)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
     from flows.prefect_server import prefect_api
 
@@ -80,6 +92,7 @@ def test_a_configured_api_is_used_as_it_is(prefect_harness) -> None:
     with prefect_api() as started:
         assert started is None
         assert PREFECT_API_URL.value() == configured
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == 180
 
 
 def test_a_server_that_does_not_start_in_time_is_one_clear_error() -> None:
