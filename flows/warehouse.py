@@ -414,9 +414,8 @@ class Warehouse:
             with self._temp_table("batch", seen_again):
                 self.con.execute(query_sql("touch_papers"))
                 self.con.execute(query_sql("refresh_papers"))
-        if new.num_rows:
-            with self._temp_table("batch", new):
-                self.con.execute(query_sql("insert_papers"))
+        # New papers go straight in: a temporary table first cost a second copy of each row.
+        self._insert_rows("papers", new)
         self._insert_rows("sightings", sightings_rows(pages))
         self._insert_rows("rejects", rejects_rows(pages))
 

@@ -160,19 +160,17 @@ def test_a_failure_mid_page_leaves_nothing_half_written(db_path: Path, monkeypat
         run = wh.start_run("test")
         wh.save_page(raw(b"ok"), parsed(paper("2511.00001")), run)
         before = snapshot(wh)
-        real_sql = wh_module.query_sql
+        real_insert = Warehouse._insert_rows
 
-        def broken(name: str) -> str:
-            return (
-                "INSERT INTO no_such_table VALUES (1)"
-                if name == "insert_papers"  # after the page row and archive are written
-                else real_sql(name)
-            )
+        def broken(self: Warehouse, table: str, rows) -> None:
+            if table == "sightings":  # after the page row, its archive and its papers
+                self.con.execute("INSERT INTO no_such_table VALUES (1)")
+            real_insert(self, table, rows)
 
-        monkeypatch.setattr(wh_module, "query_sql", broken)
+        monkeypatch.setattr(Warehouse, "_insert_rows", broken)
         with pytest.raises(WarehouseError, match=r"^https://hf\.test/.*not loaded"):
             wh.save_page(raw(b"bad"), parsed(paper("2511.00002")), run)
-        monkeypatch.setattr(wh_module, "query_sql", real_sql)
+        monkeypatch.setattr(Warehouse, "_insert_rows", real_insert)
         assert snapshot(wh) == before
         assert wh.integrity_problems() == []
 
