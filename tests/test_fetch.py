@@ -658,3 +658,21 @@ def test_same_day_through_both_sources_gives_the_same_paper_ids(server):
     assert len(array) == 13
     assert ids["api"] == ids["html"]
     assert len(ids["api"]) == 13
+
+
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(server, monkeypatch):
+    """The environment is read once, when the client is made; what it says still holds."""
+    with HTTPServer(host="127.0.0.1") as proxy:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url_for("/"))
+        proxy.expect_request(API_PATH, query_string=api_query(DAY)).respond_with_json([])
+        with HFClient(settings_for(server)) as client:
+            assert [p.body for p in client.fetch_day(DAY, "api")] == [b"[]"]
+        assert (len(proxy.log), len(server.log)) == (1, 0)
+
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        server.expect_request(API_PATH, query_string=api_query(DAY)).respond_with_json([])
+        with HFClient(settings_for(server)) as client:
+            assert [p.body for p in client.fetch_day(DAY, "api")] == [b"[]"]
+        assert (len(proxy.log), len(server.log)) == (1, 1)
