@@ -239,7 +239,7 @@ SELECT page_id, run_id, 'api', 'api',
        digest_date, fetched_at, sha256(page_id::VARCHAR), 200, 'application/json', NULL, NULL,
        n_entries, 0, fetched_at, 'date-header', false
 FROM batch ORDER BY page_id;
-INSERT INTO page_archive SELECT page_id, 'zlib', 2, $placeholder FROM batch ORDER BY page_id;
+INSERT INTO page_archive_0 SELECT page_id, 'zlib', 2, $placeholder FROM batch ORDER BY page_id;
 INSERT INTO day_loads
 SELECT digest_date, 'api', run_id, fetched_at, 1, n_entries FROM batch ORDER BY page_id;
 """

@@ -314,13 +314,14 @@ def pages_rows(pages: list[PendingPage]) -> Rows:
 
 
 def archive_rows(pages: list[PendingPage]) -> Rows:
-    """The `page_archive` rows of new pages: their exact bytes, zlib-compressed."""
+    """The page-archive rows of new pages: their exact bytes, zlib-compressed."""
     return Rows(
         {
             "page_id": ("BIGINT", [p.page_id for p in pages]),
             "encoding": ("VARCHAR", ["zlib"] * len(pages)),
             "raw_size": ("BIGINT", [_stored(p).size for p in pages]),
             "raw": ("BLOB", [_stored(p).archived for p in pages]),
+            "stored_size": ("BIGINT", [len(_stored(p).archived) for p in pages]),
         }
     )
 

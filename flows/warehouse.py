@@ -78,6 +78,10 @@ def schema_migrations() -> list[tuple[int, Path]]:
 
 SCHEMA_VERSION = schema_migrations()[-1][0]
 
+# A new page-archive segment starts once the newest holds this many stored bytes (see
+# schema/005): a checkpoint then rewrites at most one segment and the batch that filled it.
+ARCHIVE_SEGMENT_BYTES = 8 * 2**20
+
 
 def utc_now() -> datetime:
     """Timezone-aware now in UTC."""
@@ -113,6 +117,7 @@ class Warehouse:
         self.con = con
         self.path = path
         self._in_transaction = False
+        self._archive: tuple[int, int] | None = None  # newest segment, its bytes (once read)
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -228,6 +233,7 @@ class Warehouse:
             yield
         except BaseException:
             self._in_transaction = False
+            self._archive = None  # a segment created or filled in it is gone too
             with contextlib.suppress(duckdb.Error):  # the error that got us here says more
                 self.con.execute("ROLLBACK")
             raise
@@ -235,6 +241,7 @@ class Warehouse:
         try:
             self.con.execute("COMMIT")
         except duckdb.Error as exc:
+            self._archive = None
             with contextlib.suppress(duckdb.Error):
                 self.con.execute("ROLLBACK")
             raise WarehouseError(
@@ -408,7 +415,7 @@ class Warehouse:
             return
         if new_pages:
             self._insert_rows("pages", pages_rows(pages))
-            self._insert_rows("page_archive", archive_rows(pages))
+            self._archive_pages(archive_rows(pages))
         new, seen_again = fold_papers(pages, keys)
         if seen_again.num_rows:
             with self._temp_table("batch", seen_again):
@@ -418,6 +425,36 @@ class Warehouse:
         self._insert_rows("papers", new)
         self._insert_rows("sightings", sightings_rows(pages))
         self._insert_rows("rejects", rejects_rows(pages))
+
+    def _archive_pages(self, rows: Rows) -> None:
+        """Append page-archive rows to the newest segment, first starting one if it is full."""
+        segment, held = self._archive_segment()
+        if held >= ARCHIVE_SEGMENT_BYTES:
+            segment, held = segment + 1, 0
+            self._start_archive_segment(segment)
+        self._insert_rows(f"page_archive_{segment}", rows)
+        self._archive = (segment, held + sum(rows.columns["stored_size"][1]))
+
+    def _archive_segment(self) -> tuple[int, int]:
+        """(number, stored bytes) of the newest archive segment; segment 0 (the archive from
+        before segments, with no sizes) counts as full."""
+        if self._archive is None:
+            segment = self._row(query_sql("archive_segment"))[0]
+            held = ARCHIVE_SEGMENT_BYTES
+            if segment:
+                sql = f"SELECT coalesce(sum(stored_size), 0) FROM page_archive_{int(segment)}"
+                held = self._row(sql)[0]
+            self._archive = (segment, held)
+        return self._archive
+
+    def _start_archive_segment(self, segment: int) -> None:
+        """Create segment `segment` and make the page_archive view read it too."""
+        self.con.execute(query_sql("archive_segment_table").format(segment=int(segment)))
+        reads = (
+            f"SELECT page_id, encoding, raw_size, raw FROM page_archive_{n}"
+            for n in range(segment + 1)
+        )
+        self.con.execute("CREATE OR REPLACE VIEW page_archive AS " + " UNION ALL ".join(reads))
 
     def _insert_rows(self, table: str, rows: Rows) -> None:
         """Append rows whose columns are `table`'s, by name, in one statement."""

@@ -140,7 +140,7 @@ def test_a_daily_run_repairs_a_gap(prefect_harness, httpserver, replay_env, tmp_
     with duckdb.connect(str(replay_env)) as con:  # lose one day, as if its fetch had failed
         gap = date(2025, 6, 10)
         con.execute("DELETE FROM sightings WHERE digest_date = $d", {"d": gap})
-        con.execute("DELETE FROM page_archive WHERE page_id IN "
+        con.execute("DELETE FROM page_archive_1 WHERE page_id IN "
                     "(SELECT page_id FROM pages WHERE digest_date = $d)", {"d": gap})  # fmt: skip
         con.execute("DELETE FROM pages WHERE digest_date = $d", {"d": gap})
         con.execute("DELETE FROM day_loads WHERE digest_date = $d", {"d": gap})

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from flows import warehouse as wh_module
@@ -219,7 +222,7 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(db_path: Path) -> None:
     )
     con.close()
     with Warehouse.open(db_path) as wh:
-        assert wh.schema_version() == wh_module.SCHEMA_VERSION == 4
+        assert wh.schema_version() == wh_module.SCHEMA_VERSION == 5
         assert wh.con.execute("SELECT paper_id, upvotes, github_url FROM sightings").fetchall() == [
             ("2401.00001", 7, None)
         ]
@@ -292,7 +295,7 @@ def test_a_second_writer_can_wait_for_the_first(db_path: Path) -> None:
     started = time.monotonic()
     with Warehouse.open(db_path, wait_s=30) as wh:
         assert time.monotonic() - started >= 1.0  # it waited instead of failing
-        assert wh.schema_version() == 4
+        assert wh.schema_version() == 5
     holder.wait()
 
 
@@ -370,3 +373,112 @@ def test_memory_capped_caps_duckdb_inside_and_restores_the_default_even_on_error
         with pytest.raises(RuntimeError), wh.memory_capped(64):
             raise RuntimeError("a failed load")
         assert limit(wh) == default
+
+
+def archive_segments(wh: Warehouse) -> dict[str, int]:
+    """Rows per page-archive segment table."""
+    names = wh.con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'page_archive_%'"
+    ).fetchall()
+    return {name: wh.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for (name,) in names}
+
+
+def archived_bodies(wh: Warehouse) -> dict[str, bytes]:
+    """location → the bytes the archive gives back, for every page (what `reparse` reads)."""
+    return {page.raw.location: page.raw.body for page in wh.iter_archive()}
+
+
+def body_page(n: int, size: int = 1000) -> tuple[RawPage, ParsedPage]:
+    """A page of `size` incompressible bytes (the archive stores about as many)."""
+    body = os.urandom(size)
+    return raw(body, f"https://hf.test/pages/{n}.json"), ParsedPage("api", DAY + timedelta(n))
+
+
+def test_the_archive_fills_segments_and_never_rewrites_a_full_one(db_path, monkeypatch) -> None:
+    monkeypatch.setattr(wh_module, "ARCHIVE_SEGMENT_BYTES", 1500)  # a page and a half
+    pages = [body_page(n) for n in range(7)]
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("t")
+        wh.save_pages(pages[:3], run)  # segment 1 is empty: the whole batch goes there
+        first = archive_segments(wh)
+        wh.save_pages(pages[3:4], run)  # segment 1 is full: segment 2 starts
+        wh.save_pages(pages[4:5], run)  # segment 2 has room
+        wh.save_pages(pages[5:7], run)  # segment 2 is full: segment 3 starts
+        segments = archive_segments(wh)
+        assert first == {"page_archive_0": 0, "page_archive_1": 3}
+        assert segments == {"page_archive_0": 0, "page_archive_1": 3, "page_archive_2": 2,
+                            "page_archive_3": 2}  # fmt: skip
+        assert archived_bodies(wh) == {r.location: r.body for r, _ in pages}
+        assert wh.integrity_problems() == []
+    with Warehouse.open(db_path) as wh:  # a later process goes on in the newest segment
+        wh.save_pages([body_page(8)], wh.start_run("t"))
+        assert archive_segments(wh) == segments | {"page_archive_4": 1}
+
+
+def test_a_batch_rolled_back_takes_its_new_segment_with_it(db_path, monkeypatch) -> None:
+    monkeypatch.setattr(wh_module, "ARCHIVE_SEGMENT_BYTES", 500)
+    with Warehouse.open(db_path) as wh:
+        run = wh.start_run("t")
+        wh.save_pages([body_page(0)], run)  # fills segment 1
+        real_insert = wh._insert_rows
+
+        def fail_on_sightings(table: str, rows: object) -> None:
+            if table == "sightings":  # after the batch started segment 2 and archived into it
+                raise duckdb.IOException("disk on fire")
+            real_insert(table, rows)
+
+        monkeypatch.setattr(wh, "_insert_rows", fail_on_sightings)
+        with pytest.raises(WarehouseError, match="disk on fire"):
+            wh.save_pages([(body_page(1)[0], parsed(paper("2511.00001")))], run)
+        assert archive_segments(wh) == {"page_archive_0": 0, "page_archive_1": 1}
+        monkeypatch.setattr(wh, "_insert_rows", real_insert)
+        wh.save_pages([body_page(2)], run)  # segment 2 is made again, not assumed to exist
+        assert archive_segments(wh) == {"page_archive_0": 0, "page_archive_1": 1,
+                                        "page_archive_2": 1}  # fmt: skip
+        assert len(archived_bodies(wh)) == 2
+
+
+def test_a_capped_load_over_an_archive_far_larger_than_the_cap_checkpoints_fine(
+    db_path: Path,
+) -> None:
+    """Before segments, DuckDB rewrote the whole archive at each checkpoint, and under the
+    cap that failed fatally once the archive outgrew it (64 MiB for a backfill)."""
+    with Warehouse.open(db_path) as wh, wh.memory_capped(24):
+        run = wh.start_run("t")
+        for batch in range(20):  # 20 batches of 4 pages of 512 KiB: a 40 MiB archive
+            wh.save_pages([body_page(batch * 4 + n, 512 * 1024) for n in range(4)], run)
+            wh.con.execute("CHECKPOINT")
+        assert len(archive_segments(wh)) > 4
+        assert wh.con.execute("SELECT count(*) FROM page_archive").fetchone()[0] == 80
+    with Warehouse.open(db_path) as wh:
+        assert wh.integrity_problems() == []
+
+
+def test_a_schema_4_archive_becomes_segment_0_and_stays_readable(db_path: Path) -> None:
+    con = duckdb.connect(str(db_path))
+    old = Warehouse(con, db_path)
+    con.execute("SET TimeZone = 'UTC'")
+    assert old.migrate(target=4) == 4
+    body = b'[{"paper": "archived before segments"}]'
+    con.execute(
+        "INSERT INTO runs (run_id, flow, started_at, status) VALUES (1, 'old', $t, 'ok')", {"t": T0}
+    )
+    con.execute(
+        "INSERT INTO pages VALUES (1, 1, 'api', 'api', 'old.json', $d, $t, 'sha', 200, NULL, "
+        "NULL, NULL, 0, 0, $t, 'load-time', true)",
+        {"d": DAY, "t": T0},
+    )
+    con.execute(
+        "INSERT INTO page_archive VALUES (1, 'zlib', $n, $raw)",
+        {"n": len(body), "raw": zlib.compress(body)},
+    )
+    con.execute("SELECT nextval('page_id_seq'), nextval('run_id_seq')")  # page and run 1 taken
+    con.close()
+    with Warehouse.open(db_path) as wh:
+        assert wh.schema_version() == 5
+        assert archived_bodies(wh) == {"old.json": body}
+        new = body_page(1)
+        wh.save_pages([new], wh.start_run("t"))
+        assert archive_segments(wh) == {"page_archive_0": 1, "page_archive_1": 1}
+        assert archived_bodies(wh) == {"old.json": body, new[0].location: new[0].body}
+        assert wh.integrity_problems() == []
