@@ -394,7 +394,7 @@ def body_page(n: int, size: int = 1000) -> tuple[RawPage, ParsedPage]:
     return raw(body, f"https://hf.test/pages/{n}.json"), ParsedPage("api", DAY + timedelta(n))
 
 
-def test_the_archive_fills_segments_and_never_rewrites_a_full_one(db_path, monkeypatch) -> None:
+def test_the_archive_fills_segments_and_never_appends_to_a_full_one(db_path, monkeypatch) -> None:
     monkeypatch.setattr(wh_module, "ARCHIVE_SEGMENT_BYTES", 1500)  # a page and a half
     pages = [body_page(n) for n in range(7)]
     with Warehouse.open(db_path) as wh:
