@@ -34,6 +34,7 @@ from rich.table import Table
 from flows import daily, pipeline
 from flows.config import Settings, load_settings, zone
 from flows.fetch import FetchSettings, HFClient
+from flows.heartbeats import flow_run_heartbeats
 from flows.pipeline import DayResult, FetchedDay
 from flows.warehouse import Warehouse, WarehouseError
 
@@ -133,7 +134,7 @@ def backfill(
     settings = load_settings(source=source, db=daily._path(db), lock_wait=wait)
     days = days_between(date.fromisoformat(start), date.fromisoformat(end))
     try:
-        with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        with flow_run_heartbeats(), Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
             run_id = wh.start_run("backfill", {"start": start, "end": end, "source": source})
             try:
                 with wh.memory_capped(LOAD_MEMORY_MB):

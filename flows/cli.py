@@ -413,9 +413,10 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
 def _prefect_session() -> Iterator[Any]:
     """Prefect imported and an API to talk to for the block; yields the module of the flows."""
     daily = _prefect_flows()
+    from flows.heartbeats import own_heartbeats
     from flows.prefect_server import prefect_api
 
-    with prefect_api():
+    with prefect_api(), own_heartbeats():
         yield daily
 
 

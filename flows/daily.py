@@ -26,6 +26,7 @@ from flows.capture import parse_as_of
 from flows.config import Settings, load_settings
 from flows.diff import DiffSettings, compute_diff, since_last_delivery
 from flows.fetch import FetchError, FetchSettings, HFClient
+from flows.heartbeats import flow_run_heartbeats
 from flows.models import Digest, RawPage
 from flows.pipeline import DeliveryOutcome, PageOutcome, RunTotals, deliver_run_digest
 from flows.site import PublishReport, publish_after_run
@@ -102,7 +103,7 @@ def daily_digest(
     settings = load_settings(source=source, db=_path(db), outbox=_path(outbox), lock_wait=wait)
     day = _day(date, settings)
     try:
-        with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        with flow_run_heartbeats(), Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
             return _daily_run(wh, day, settings, offline_dir, resend, _maybe_time(as_of))
     except WarehouseError as exc:
         return failed_result(str(exc))
@@ -162,7 +163,7 @@ def import_pages(
     saved_at = _maybe_time(as_of)
     files = pipeline.saved_page_paths(Path(p) for p in paths)
     try:
-        with Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
+        with flow_run_heartbeats(), Warehouse.open(settings.db, wait_s=settings.lock_wait) as wh:
             params = {"paths": paths, "date": date} | ({"as_of": as_of} if as_of else {})
             run_id = wh.start_run("import", params)
             totals = RunTotals()

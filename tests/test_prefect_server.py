@@ -95,6 +95,21 @@ def test_a_configured_api_is_used_as_it_is(prefect_harness) -> None:
         assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == 180
 
 
+def test_the_cli_session_on_a_configured_api_sends_our_heartbeats(prefect_harness) -> None:
+    """The CLI's Prefect session keeps the configured frequency for our heartbeats
+    (`flows.heartbeats`) and switches Prefect's own thread off, whose join made runs end late."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    from flows import heartbeats
+    from flows.cli import _prefect_session
+
+    with _prefect_session():
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
+        assert heartbeats._own_frequency.get() == 180
+    assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == 180
+    assert heartbeats._own_frequency.get() is None
+
+
 def test_a_server_that_does_not_start_in_time_is_one_clear_error() -> None:
     """The child is stopped and the error says what to do instead."""
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
