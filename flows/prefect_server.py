@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import httpx
 import prefect
+from prefect.events.worker import EventsWorker
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -30,6 +32,7 @@ from prefect.settings import (
 
 HOST = "127.0.0.1"
 START_ATTEMPTS = 3  # a port found free can be taken before the child binds it
+EVENTS_WAIT_S = 10.0  # the longest a command waits for its last events to reach the API
 
 
 class ServerStartError(RuntimeError):
@@ -67,14 +70,37 @@ def prefect_api() -> Iterator[str | None]:
     Flow runs on the temporary server send no heartbeats (see `_temporary_settings`).
     """
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
-        yield None
+        try:
+            yield None
+        finally:
+            send_queued_events()
         return
     server = start_temporary_server()
     try:
         with temporary_settings(updates=_temporary_settings(server)):
-            yield server.api_url
+            try:
+                yield server.api_url
+            finally:
+                send_queued_events()
     finally:
         server.stop()
+
+
+def send_queued_events(timeout_s: float = EVENTS_WAIT_S) -> None:
+    """Wait, at most `timeout_s`, until the events this process queued (task-run states,
+    heartbeats) have been sent to the API.
+
+    Prefect sends what is left at interpreter exit too, but by then our temporary server is
+    gone, and on a lasting one it warns "Still processing items" on stderr for every event
+    still queued: a run that ends at once (a busy warehouse) ends before its first heartbeat
+    has left.
+    """
+    if not PREFECT_API_URL.value():
+        return  # nowhere to send them (and asking for the worker would start a server)
+    worker = EventsWorker.instance()  # the one the flow runs used: same settings, same key
+    waiter = threading.Thread(target=worker.wait_until_empty, name="events-wait", daemon=True)
+    waiter.start()
+    waiter.join(timeout_s)
 
 
 def _temporary_settings(server: TemporaryServer) -> dict:

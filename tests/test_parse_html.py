@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import pytest
 import flows.parse.html as html_parser
 from flows.models import PageFormatError, Paper
 from flows.parse import parse_page
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAY_PAGE = FIXTURES / "hf-html" / "papers_2024-08-01.html"
@@ -100,8 +104,22 @@ def test_props_path_never_builds_a_soup(monkeypatch):
     def no_soup(*args, **kwargs):
         raise AssertionError("the props path must not build a BeautifulSoup tree")
 
-    monkeypatch.setattr(html_parser, "BeautifulSoup", no_soup)
+    monkeypatch.setattr(html_parser, "_soup", no_soup)
     assert len(parse_page(DAY_PAGE.read_bytes(), name="day").papers) == 13
+
+
+def test_bs4_is_imported_only_when_a_page_needs_a_soup():
+    """bs4 and lxml cost every command 0.1-0.15 s of start-up: the pipeline does not import
+    them, and the first page without props does."""
+    probe = (
+        "import sys; import flows.pipeline; print('bs4' in sys.modules);"
+        "from flows.parse.html import read_cards;"
+        "list(read_cards('<article></article>', page_date=None)); print('bs4' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "True"]
 
 
 def test_attribute_order_quotes_and_entities_do_not_matter():

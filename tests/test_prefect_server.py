@@ -123,3 +123,19 @@ def test_a_server_that_does_not_start_in_time_is_one_clear_error() -> None:
     assert "\n" not in message
     assert message.startswith("Prefect's temporary server did not start within 0 s")
     assert "set PREFECT_API_URL" in message
+
+
+def test_without_an_api_there_is_no_event_to_wait_for(monkeypatch) -> None:
+    """With no API configured, waiting for queued events asks for no events worker: Prefect
+    would start a temporary server of its own to make one."""
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.prefect_server import send_queued_events
+
+    def no_worker(*args, **kwargs):
+        raise AssertionError("an events worker was asked for")
+
+    monkeypatch.setattr(EventsWorker, "instance", no_worker)
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        send_queued_events()

@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
-
-from bs4 import BeautifulSoup, SoupStrainer
-from bs4.element import Tag
+from typing import TYPE_CHECKING
 
 from flows.capture import stated_time
 from flows.models import PageFormatError, ParsedPage, Reject
 from flows.parse.api import entry_from_item, item_times
 from flows.parse.clean import RawEntry, as_date, assemble_page, clean_text
+
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
+    from bs4.element import Tag
 
 _PROPS_MARKER = re.compile(r"""\sdata-target\s*=\s*(["']?)DailyPapers\1[\s/>]""")
 # A start tag whose quoted attribute values may contain ">".
@@ -121,10 +123,10 @@ def _props_attribute(text: str) -> str | None:
 
 def _props_attribute_via_soup(text: str) -> str | None:
     # Odd markup before the element (a stray "<" in an attribute): let lxml tokenise it.
-    only_props = SoupStrainer(attrs={"data-target": "DailyPapers"})
-    element = BeautifulSoup(text, "lxml", parse_only=only_props).find(
-        attrs={"data-target": "DailyPapers"}
-    )
+    from bs4.element import Tag
+
+    only_props = {"attrs": {"data-target": "DailyPapers"}}
+    element = _soup(text, only_props).find(attrs={"data-target": "DailyPapers"})
     value = element.get("data-props") if isinstance(element, Tag) else None
     return value if isinstance(value, str) else None
 
@@ -151,7 +153,7 @@ def _url_date(text: str) -> date | None:
 
 def read_cards(text: str, *, page_date: date | None) -> Iterator[RawEntry | Reject]:
     """Entries from the <article> cards, once per paper id (the 2026 layout renders two)."""
-    cards = BeautifulSoup(text, "lxml", parse_only=SoupStrainer("article"))
+    cards = _soup(text, {"name": "article"})
     seen: set[str] = set()
     position = 0
     for card in cards.find_all("article"):
@@ -162,6 +164,18 @@ def read_cards(text: str, *, page_date: date | None) -> Iterator[RawEntry | Reje
         seen.add(paper_id)
         position += 1
         yield _card_entry(card, link, paper_id, position, page_date)
+
+
+def _soup(text: str, only: dict[str, object]) -> BeautifulSoup:
+    """The elements of `text` that `only` (SoupStrainer's arguments) names, as a tree.
+
+    bs4 and lxml are imported here, on first use: they are 0.1-0.15 s of every command's
+    start-up, and a page with props (every API page; HTML pages of the current layouts)
+    never needs them.
+    """
+    from bs4 import BeautifulSoup, SoupStrainer
+
+    return BeautifulSoup(text, "lxml", parse_only=SoupStrainer(**only))
 
 
 def _card_paper_id(link: Tag | None) -> str | None:
