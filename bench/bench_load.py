@@ -148,7 +148,7 @@ def _insert_all(wh: Warehouse) -> None:
         wh.con.execute(
             "INSERT INTO papers SELECT paper_id, title_key, arxiv_id, title, abstract, authors, "
             "n_authors, published_on, github_url, project_url, ai_summary, ai_keywords, "
-            "organization, now(), 1, digest_date, now(), now() FROM new_papers"
+            "organization, now(), 1, digest_date, now(), now(), fields_hash FROM new_papers"
         )
         wh.con.execute(
             "INSERT INTO sightings (run_id, page_id, paper_id, digest_date, rank, upvotes, "

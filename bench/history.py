@@ -27,6 +27,7 @@ import pyarrow as pa
 from bench import synthetic
 from bench.harness import Context
 from flows.models import Paper
+from flows.pagebatch import REFRESHED, fields_hash
 from flows.parse import title_key
 from flows.parse.api import parse_api
 from flows.parse.clean import clean_title
@@ -255,7 +256,8 @@ PAPERS_SQL = """
 INSERT INTO papers
 SELECT b.paper_id, b.title_key, b.arxiv_id, b.title, b.abstract, b.authors, b.n_authors,
        b.published_on, b.github_url, b.project_url, b.ai_summary, b.ai_keywords, b.organization,
-       s.first_seen_at, s.first_seen_run, b.digest_date, s.last_seen_at, s.first_seen_at
+       s.first_seen_at, s.first_seen_run, b.digest_date, s.last_seen_at, s.first_seen_at,
+       b.fields_hash
 FROM batch b
 JOIN (SELECT paper_id, min(seen_at) AS first_seen_at, min(run_id) AS first_seen_run,
              max(seen_at) AS last_seen_at
@@ -327,8 +329,16 @@ def papers_table(papers: list[Paper], page_date: date | None) -> pa.Table:
             "upvotes": pa.array(col("upvotes"), pa.int32()),
             "comments": pa.array(col("comments"), pa.int32()),
             "github_stars": pa.array(col("github_stars"), pa.int32()),
+            "fields_hash": pa.array([_fields_hash(p) for p in papers], pa.string()),
         }
     )
+
+
+def _fields_hash(paper: Paper) -> str:
+    """The fields hash a load records for the paper (see flows.pagebatch.fields_hash)."""
+    n_authors = paper.n_authors if paper.n_authors is not None else (len(paper.authors) or None)
+    values = [n_authors if name == "n_authors" else getattr(paper, name) for name in REFRESHED]
+    return fields_hash(values)
 
 
 def main(argv: list[str]) -> int:

@@ -37,6 +37,10 @@ _LATEST_KNOWN = (  # the latest value a page carried (a missing value never wipe
     "organization",
 )
 _LATEST_NONEMPTY = ("authors", "ai_keywords")  # the latest non-empty list
+REFRESHED = (*_LATEST, *_LATEST_KNOWN, *_LATEST_NONEMPTY)
+# Separators of `fields_hash`'s text: cleaned text never holds them (clean_text makes them
+# spaces); a value that holds one anyway is digested through its repr.
+_FIELD_SEP, _ITEM_SEP, _NONE = "\x1e", "\x1f", "\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +114,14 @@ class PaperIndex:
     N sees pages 1..N-1 of the batch exactly as a page-at-a-time load would see them stored.
     """
 
-    def __init__(self, rows: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
         self.ids: set[str] = set()
         self.by_key: dict[str, list[str]] = {}
-        for paper_id, key in rows:
+        # paper id -> `fields_hash` of its stored fields (None: not known, so not comparable)
+        self.hashes: dict[str, str | None] = {}
+        for paper_id, key, stored_hash in rows:
             self._add(paper_id, key)
+            self.hashes[paper_id] = stored_hash
 
     def resolve(
         self, papers: list[Paper], keys: dict[str, str]
@@ -141,6 +148,9 @@ class PaperIndex:
         if alias not in self.ids:
             return  # an earlier merge of the same page already moved it
         self.ids.discard(alias)
+        # The merge rewrote the stored row: its fields hash is no longer known.
+        self.hashes.pop(alias, None)
+        self.hashes[paper_id] = None
         self.by_key[alias].remove(alias)  # a title-only id is its own title key
         if paper_id not in self.ids:
             self._add(paper_id, alias)
@@ -181,9 +191,34 @@ def title_keys(papers: Iterable[Paper]) -> dict[str, str]:
 # ---- what the batch writes -------------------------------------------------------------------
 
 
-def fold_papers(pages: list[PendingPage], keys: dict[str, str]) -> tuple[Rows, Rows]:
-    """(rows of papers new to the warehouse, refreshed fields of known ones) after the pages,
-    in order, each inserted its new papers and refreshed the ones seen before."""
+@dataclass(frozen=True, slots=True)
+class PaperWrites:
+    """What a batch writes to `papers`: new rows, the sighting times of known papers
+    (touch_papers.sql), and the fields of the known papers whose fields may change
+    (refresh_papers.sql)."""
+
+    new: Rows
+    touched: Rows
+    refreshed: Rows
+
+    @property
+    def new_hashes(self) -> dict[str, str]:
+        """paper id -> fields hash of each new row."""
+        ids, hashes = self.new.columns["paper_id"][1], self.new.columns["fields_hash"][1]
+        return dict(zip(ids, hashes, strict=True))
+
+
+def fold_papers(
+    pages: list[PendingPage], keys: dict[str, str], stored_hashes: dict[str, str | None]
+) -> PaperWrites:
+    """The `papers` writes of the pages, as if each in order inserted its new papers and
+    refreshed the ones seen before.
+
+    A known paper whose folded fields hash as its stored fields do (`stored_hashes`) cannot be
+    changed by them: it is only touched, and refresh_papers.sql never sees it. A re-fetched page
+    usually changes no paper's fields, and binding ~900 rows of abstracts and author lists to
+    find that out cost ~30 ms a page.
+    """
     rows: dict[str, dict[str, Any]] = {}
     for page in pages:
         for paper in page.papers:
@@ -193,13 +228,55 @@ def fold_papers(pages: list[PendingPage], keys: dict[str, str]) -> tuple[Rows, R
             else:
                 _refresh(row, paper, page)
     brought = set().union(*(page.new_ids for page in pages))
-    new = [row for paper_id, row in rows.items() if paper_id in brought]
-    seen_again = [row for paper_id, row in rows.items() if paper_id not in brought]
-    return _papers_rows(new), _papers_rows(seen_again)
+    new, seen_again, changing = [], [], []
+    for paper_id, row in rows.items():
+        if paper_id in brought:
+            row["fields_hash"] = fields_hash([row[name] for name in REFRESHED])
+            new.append(row)
+            continue
+        seen_again.append(row)
+        stored = stored_hashes.get(paper_id)  # None: not known, so refreshed (and then known)
+        if stored is None or stored != fields_hash([row[name] for name in REFRESHED]):
+            changing.append(row)
+    return PaperWrites(
+        _papers_rows(new),
+        _columns(seen_again, ("paper_id", *_TOUCHED)),
+        _columns(changing, ("paper_id", *REFRESHED)),
+    )
+
+
+def fields_hash(values: list[Any]) -> str:
+    """A digest of a paper's refreshed fields (`REFRESHED`, in order), as text.
+
+    Equal digests mean equal fields: a row whose fields hash as the stored ones do would set
+    every field to the value it holds. Stored with each paper (`papers.fields_hash`).
+    """
+    parts = []
+    plain = True  # no value holds a separator (cleaned text never does): the join is unambiguous
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            plain = plain and not (_FIELD_SEP in value or _ITEM_SEP in value or _NONE in value)
+            parts.append(value)
+        elif value is None:
+            parts.append(_NONE)
+        elif kind is tuple or kind is list:
+            items = _ITEM_SEP.join(value)
+            plain = plain and not (_FIELD_SEP in items or _NONE in items)
+            plain = plain and items.count(_ITEM_SEP) == max(len(value) - 1, 0)
+            parts.append(items)
+        else:
+            parts.append(str(value))
+    text = _FIELD_SEP.join(parts) if plain else repr([_tupled(value) for value in values])
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(value) if type(value) is list else value
 
 
 def _first_row(paper: Paper, page: PendingPage, keys: dict[str, str]) -> dict[str, Any]:
-    row = {name: getattr(paper, name) for name in (*_LATEST, *_LATEST_KNOWN, *_LATEST_NONEMPTY)}
+    row = {name: getattr(paper, name) for name in REFRESHED}
     if row["n_authors"] is None:
         row["n_authors"] = len(paper.authors) or None
     return row | {
@@ -252,11 +329,17 @@ _PAPER_TYPES = {
     "first_digest_date": "DATE",
     "last_seen_at": "TIMESTAMPTZ",
     "first_captured_at": "TIMESTAMPTZ",
+    "fields_hash": "VARCHAR",
 }
+_TOUCHED = ("first_digest_date", "last_seen_at", "first_captured_at")  # see touch_papers.sql
 
 
 def _papers_rows(rows: list[dict[str, Any]]) -> Rows:
-    return Rows({name: (kind, [row[name] for row in rows]) for name, kind in _PAPER_TYPES.items()})
+    return _columns(rows, tuple(_PAPER_TYPES))
+
+
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> Rows:
+    return Rows({name: (_PAPER_TYPES[name], [row[name] for row in rows]) for name in names})
 
 
 def sightings_rows(pages: list[PendingPage]) -> Rows:

@@ -34,6 +34,7 @@ from flows.pagebatch import (
     PendingPage,
     archive_rows,
     dedupe,
+    fields_hash,
     fold_papers,
     page_bytes,
     page_key,
@@ -384,47 +385,72 @@ class Warehouse:
         rewrites stored rows, so everything before it is written first, as a page-at-a-time
         load would have.
         """
-        keys = title_keys(p for page in pages for p in page.parsed.papers)
-        ids = sorted({p.paper_id for page in pages for p in page.parsed.papers})
-        index = PaperIndex(self._papers_matching(ids, sorted(set(keys.values()))))
+        listed = [p for page in pages for p in page.parsed.papers]
+        keys = title_keys(listed)
+        # A title-only paper's id is its title key, so looking the keys up as ids finds the
+        # stored title-only papers an arXiv entry merges; only title-only entries need stored
+        # papers by title key (a lookup by title key costs twice one by id: random keys).
+        ids = sorted({p.paper_id for p in listed} | set(keys.values()))
+        title_only = sorted({keys[p.title] for p in listed if p.paper_id.startswith("t:")})
+        index = PaperIndex(self._papers_matching(ids, title_only))
         segment: list[PendingPage] = []
         for page in pages:
             page.papers, merges = index.resolve(dedupe(page.parsed.papers), keys)
             if merges:
-                self._write_segment(segment, keys, new_pages)
+                self._write_segment(segment, keys, index, new_pages)
                 segment = []
                 for alias, paper_id in merges:
                     self._merge_title_paper(alias, paper_id)
                     index.merged(alias, paper_id)
             page.new_ids = index.add_page(page.papers, keys)
             segment.append(page)
-        self._write_segment(segment, keys, new_pages)
+        self._write_segment(segment, keys, index, new_pages)
 
-    def _papers_matching(self, ids: list[str], keys: list[str]) -> list[tuple[str, str]]:
-        """(paper_id, title_key) of stored papers with one of these ids or title keys."""
+    def _papers_matching(
+        self, ids: list[str], keys: list[str]
+    ) -> list[tuple[str, str, str | None]]:
+        """(paper_id, title_key, fields_hash) of stored papers with one of these ids or keys."""
         if not ids and not keys:
             return []
         return self.con.execute(query_sql("papers_matching"), {"ids": ids, "keys": keys}).fetchall()
 
     def _write_segment(
-        self, pages: list[PendingPage], keys: dict[str, str], new_pages: bool
+        self, pages: list[PendingPage], keys: dict[str, str], index: PaperIndex, new_pages: bool
     ) -> None:
         """Bulk-write pages already planned: their rows and archive (when new), the papers'
-        inserts and refreshes, sightings and rejects."""
+        inserts and refreshes, sightings and rejects; `index` learns the new fields hashes."""
         if not pages:
             return
         if new_pages:
             self._insert_rows("pages", pages_rows(pages))
             self._archive_pages(archive_rows(pages))
-        new, seen_again = fold_papers(pages, keys)
-        if seen_again.num_rows:
-            with self._temp_table("batch", seen_again):
+        writes = fold_papers(pages, keys, index.hashes)
+        if writes.touched.num_rows:
+            with self._temp_table("batch", writes.touched):
                 self.con.execute(query_sql("touch_papers"))
-                self.con.execute(query_sql("refresh_papers"))
+        if writes.refreshed.num_rows:
+            index.hashes |= self._refresh_papers(writes.refreshed)
         # New papers go straight in: a temporary table first cost a second copy of each row.
-        self._insert_rows("papers", new)
+        self._insert_rows("papers", writes.new)
+        index.hashes |= writes.new_hashes
         self._insert_rows("sightings", sightings_rows(pages))
         self._insert_rows("rejects", rejects_rows(pages))
+
+    def _refresh_papers(self, rows: Rows) -> dict[str, str]:
+        """Refresh known papers' fields from `rows`; returns paper id -> fields hash of those
+        it changed (recorded with them, as what their fields now are)."""
+        with self._temp_table("batch", rows):
+            changed = self.con.execute(query_sql("refresh_papers")).fetchall()
+        hashes = {row[0]: fields_hash(list(row[1:])) for row in changed}
+        if hashes:
+            ids, digests = list(hashes), list(hashes.values())
+            recorded = Rows({"paper_id": ("VARCHAR", ids), "fields_hash": ("VARCHAR", digests)})
+            with self._temp_table("batch", recorded):
+                self.con.execute(
+                    "UPDATE papers SET fields_hash = b.fields_hash FROM batch b "
+                    "WHERE papers.paper_id = b.paper_id"
+                )
+        return hashes
 
     def _archive_pages(self, rows: Rows) -> None:
         """Append page-archive rows to the newest segment, first starting one if it is full."""
@@ -502,7 +528,8 @@ class Warehouse:
             # DuckDB cannot update a primary key in place: copy the row under the new key, so
             # first_seen_* survive the merge (the upsert that follows refreshes the rest).
             self.con.execute(
-                "INSERT INTO papers SELECT * REPLACE ($id AS paper_id, $id AS arxiv_id) "
+                "INSERT INTO papers SELECT * REPLACE "
+                "($id AS paper_id, $id AS arxiv_id, NULL AS fields_hash) "
                 "FROM papers WHERE paper_id = $alias",
                 params,
             )

@@ -17,7 +17,7 @@ import pytest
 
 from flows import warehouse as wh_module
 from flows.models import Paper, ParsedPage, RawPage, Reject
-from flows.pagebatch import PendingPage, fold_papers, title_keys
+from flows.pagebatch import REFRESHED, PendingPage, fields_hash, fold_papers, title_keys
 from flows.parse import parse_page, title_key
 from flows.pipeline import FetchedDay, ReadyPage, load_days, prepare_page
 from flows.warehouse import Warehouse, WarehouseError
@@ -130,8 +130,9 @@ def test_batches_leave_the_rows_of_one_page_at_a_time(one_by_one, tmp_path, chun
 
 def test_the_sequence_covers_the_folding_rules(one_by_one) -> None:
     [row] = [r for r in one_by_one["papers"] if r[0] == "2601.00001"]
-    (_, _, arxiv, title, abstract, authors, n_authors, published, github, _, summary, keywords,
-     organization, first_seen, _, first_digest, last_seen, first_captured) = row  # fmt: skip
+    (_, _, arxiv, title, abstract, authors, n_authors, published, github, project, summary,
+     keywords, organization, first_seen, _, first_digest, last_seen, first_captured,
+     stored_hash) = row  # fmt: skip
     # title and abstract are the latest page's; other fields the latest a page carried
     assert (title, abstract, arxiv) == ("Fold", "Abstract one", "2601.00001")
     assert (authors, n_authors, keywords, summary) == (["A", "B"], 7, ["k"], "S")
@@ -139,6 +140,8 @@ def test_the_sequence_covers_the_folding_rules(one_by_one) -> None:
     assert first_digest == date(2026, 1, 2)  # the earliest day any page gave it
     assert last_seen > first_seen
     assert first_captured == first_seen  # fetched pages: captured when they were requested
+    fields = [title, abstract, arxiv, n_authors, published, github, project, summary]
+    assert stored_hash == fields_hash([*fields, organization, authors, keywords])
 
 
 def test_fold_papers_matches_the_refresh_rules() -> None:
@@ -152,9 +155,9 @@ def test_fold_papers_matches_the_refresh_rules() -> None:
             raw, ParsedPage("api", day - timedelta(1)), "", 2, 7, T0 + timedelta(1), [later]
         ),
     ]
-    new, seen_again = fold_papers(pages, title_keys([first, later]))
-    assert seen_again.num_rows == 0
-    [row] = new.to_pylist()
+    writes = fold_papers(pages, title_keys([first, later]), {})
+    assert (writes.touched.num_rows, writes.refreshed.num_rows) == (0, 0)
+    [row] = writes.new.to_pylist()
     assert (row["title"], row["abstract"], row["ai_summary"], row["authors"]) == (
         "T2",
         "A2",
@@ -165,6 +168,49 @@ def test_fold_papers_matches_the_refresh_rules() -> None:
     assert row["first_digest_date"] == day - timedelta(1)
     assert (row["first_seen_at"], row["last_seen_at"]) == (T0, T0 + timedelta(1))
     assert row["title_key"] == title_key("T")  # the key a paper got first is kept
+    assert row["fields_hash"] == fields_hash([row[name] for name in REFRESHED])
+    assert writes.new_hashes == {"2601.1": row["fields_hash"]}
+
+
+def test_a_known_paper_whose_fields_hash_alike_is_touched_not_refreshed() -> None:
+    day = date(2026, 1, 5)
+    same = Paper("2601.1", "T", "A", 1, ai_summary="S", authors=("X",), digest_date=day)
+    edited = replace(same, paper_id="2601.2", abstract="A, revised")
+    before = replace(same, paper_id="2601.2")
+    raw = RawPage("api", "u", b"")
+    keys = title_keys([same])
+    brought = PendingPage(raw, ParsedPage("api", day), "", 1, 7, T0, [same, before])
+    brought.new_ids = {"2601.1", "2601.2"}
+    stored = fold_papers([brought], keys, {}).new_hashes  # what the warehouse records
+    page = PendingPage(raw, ParsedPage("api", day), "", 2, 8, T0, [same, edited])
+    writes = fold_papers([page], keys, stored)
+    assert writes.new.num_rows == 0
+    assert [r["paper_id"] for r in writes.touched.to_pylist()] == ["2601.1", "2601.2"]
+    assert [r["paper_id"] for r in writes.refreshed.to_pylist()] == ["2601.2"]
+    unknown = fold_papers([page], keys, {"2601.1": None})
+    assert unknown.refreshed.num_rows == 2  # no stored hash (or none at all): refreshed
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (["a\x1eb", "c"], ["a", "b\x1ec"]),  # a field separator inside a value
+        ([("a\x1fb",), "c"], [("a", "b"), "c"]),  # an item separator inside a list item
+        ([None, "x"], ["\x00", "x"]),  # None against the text standing for it
+        ([[], "x"], [None, "x"]),
+        ([("a",), None], [("a",), ""]),
+    ],
+)
+def test_fields_hash_tells_apart_what_its_text_could_confuse(one, other) -> None:
+    assert fields_hash(one) != fields_hash(other)
+
+
+def test_fields_hash_is_stable_and_reads_lists_and_tuples_alike() -> None:
+    values = ["T", "A", None, 3, date(2026, 1, 5), ("X", "Y")]
+    assert fields_hash(values) == fields_hash([*values[:-1], ["X", "Y"]])
+    # A digest stored by one process is compared in another (no per-process salt), and a new
+    # text format would make every stored digest stale: each paper refreshed once more.
+    assert fields_hash(values) == "a7defe40153cbc18cc0b10f32e313fb37864e914"
 
 
 def test_a_failure_in_a_batch_writes_none_of_it(tmp_path, monkeypatch) -> None:
@@ -259,3 +305,67 @@ def test_a_prepared_page_holds_its_bytes_only_compressed_and_archives_them_exact
         [(size, archived)] = wh.con.execute("SELECT raw_size, raw FROM page_archive").fetchall()
         assert (size, zlib.decompress(archived)) == (len(raw.body), raw.body)
         assert [a.raw.body for a in wh.iter_archive()] == [raw.body]
+
+
+def _refetched(day: date, items: list[dict], upvotes: int, at: datetime) -> tuple:
+    """The day's API page as fetched again: the same papers, other upvotes."""
+    body = json.dumps([item | {"paper": item["paper"] | {"upvotes": upvotes}} for item in items])
+    raw = RawPage("api", f"https://hf.test/api/daily_papers?date={day}", body.encode(), day, at)
+    return raw, parse_page(raw.body, name="refetch", today=day)
+
+
+def test_a_refetched_page_with_the_same_fields_never_runs_the_refresh(tmp_path, monkeypatch):
+    """New upvotes only (the usual re-fetch): the papers are touched and sighted, and
+    refresh_papers.sql is not run. A revised abstract is refreshed, and the paper's fields hash
+    becomes that of its stored fields."""
+    day = date(2026, 8, 14)
+    items = json.loads((FIXTURES / "hf-api" / "daily_papers_2026-08-14.json").read_bytes())
+    db = tmp_path / "w.duckdb"
+    with Warehouse.open(db) as wh:
+        wh.save_pages([_refetched(day, items, 1, T0)], wh.start_run("first"))
+        real = wh_module.query_sql
+        monkeypatch.setattr(
+            wh_module,
+            "query_sql",
+            lambda n: "SELECT * FROM nowhere" if n == "refresh_papers" else real(n),
+        )
+        [again] = wh.save_pages([_refetched(day, items, 5, T0 + timedelta(1))], wh.start_run("2"))
+        assert not again.skipped
+        last_seen = wh.con.execute("SELECT DISTINCT last_seen_at FROM papers").fetchall()
+        assert last_seen == [(T0 + timedelta(1),)]  # touched
+        with pytest.raises(WarehouseError, match="nowhere"):  # a change needs the refresh
+            items[0]["paper"]["summary"] = "A revised abstract."
+            wh.save_pages([_refetched(day, items, 6, T0 + timedelta(2))], wh.start_run("3"))
+        monkeypatch.setattr(wh_module, "query_sql", real)
+        wh.save_pages([_refetched(day, items, 6, T0 + timedelta(2))], wh.start_run("4"))
+        paper_id = items[0]["paper"]["id"]
+        stored = wh.con.execute(
+            f"SELECT fields_hash, {', '.join(REFRESHED)} FROM papers WHERE paper_id = $id",
+            {"id": paper_id},
+        ).fetchone()
+        assert stored[2] == "A revised abstract."
+        assert stored[0] == fields_hash(list(stored[1:]))
+        assert wh.integrity_problems() == []
+
+
+def test_papers_stored_before_fields_hashes_get_one_on_their_next_page(tmp_path, monkeypatch):
+    """Schema version 6 leaves every stored paper without a fields hash (NULL): its next page
+    rewrites it once and records the hash, even when nothing else changes; after that a page
+    with the same fields no longer needs the refresh."""
+    day = date(2026, 8, 14)
+    items = json.loads((FIXTURES / "hf-api" / "daily_papers_2026-08-14.json").read_bytes())
+    with Warehouse.open(tmp_path / "w.duckdb") as wh:
+        wh.save_pages([_refetched(day, items, 1, T0)], wh.start_run("first"))
+        wh.con.execute("UPDATE papers SET fields_hash = NULL")  # as the migration leaves them
+        wh.save_pages([_refetched(day, items, 2, T0 + timedelta(1))], wh.start_run("second"))
+        stored = wh.con.execute(f"SELECT fields_hash, {', '.join(REFRESHED)} FROM papers")
+        rows = stored.fetchall()
+        assert len(rows) == len(items)
+        assert [r[0] for r in rows] == [fields_hash(list(r[1:])) for r in rows]
+        real = wh_module.query_sql
+        monkeypatch.setattr(
+            wh_module,
+            "query_sql",
+            lambda n: "SELECT * FROM nowhere" if n == "refresh_papers" else real(n),
+        )
+        wh.save_pages([_refetched(day, items, 3, T0 + timedelta(2))], wh.start_run("third"))

@@ -96,7 +96,7 @@ def test_status_json(loaded_db: Path, capsys) -> None:
         0,
     )
     assert (totals["first_date"], totals["last_date"]) == ("2025-03-11", "2025-11-03")
-    assert status["schema_version"] == 5
+    assert status["schema_version"] == 6
     # every page with its capture time: text pages say no time, so their digest day's end
     assert sorted(
         (p["digest_date"], p["captured_at"], p["capture_basis"]) for p in status["recent_pages"]

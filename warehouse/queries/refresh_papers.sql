@@ -2,6 +2,8 @@
 -- never wipes what an earlier, richer page gave. Only rows the page changes are rewritten:
 -- rewriting a row costs DuckDB a delete and an insert (its list columns cannot be updated in
 -- place), and a re-fetched page usually changes nothing here, only its sightings' figures.
+-- (Rows whose fields hash as the stored ones do never reach this statement.) It returns the
+-- fields of the rows it changed, so that their new `fields_hash` can be recorded.
 UPDATE papers SET
     title        = b.title,
     abstract     = b.abstract,
@@ -16,7 +18,8 @@ UPDATE papers SET
     organization = COALESCE(b.organization, papers.organization)
 FROM batch b
 WHERE papers.paper_id = b.paper_id
-  AND (papers.title IS DISTINCT FROM b.title
+  AND (papers.fields_hash IS NULL  -- not known yet: rewritten once, and then recorded
+       OR papers.title IS DISTINCT FROM b.title
        OR papers.abstract IS DISTINCT FROM b.abstract
        OR papers.arxiv_id IS DISTINCT FROM COALESCE(b.arxiv_id, papers.arxiv_id)
        OR papers.authors IS DISTINCT FROM
@@ -28,4 +31,7 @@ WHERE papers.paper_id = b.paper_id
        OR papers.ai_summary IS DISTINCT FROM COALESCE(b.ai_summary, papers.ai_summary)
        OR papers.ai_keywords IS DISTINCT FROM
           CASE WHEN len(b.ai_keywords) > 0 THEN b.ai_keywords ELSE papers.ai_keywords END
-       OR papers.organization IS DISTINCT FROM COALESCE(b.organization, papers.organization));
+       OR papers.organization IS DISTINCT FROM COALESCE(b.organization, papers.organization))
+RETURNING papers.paper_id, papers.title, papers.abstract, papers.arxiv_id, papers.n_authors,
+    papers.published_on, papers.github_url, papers.project_url, papers.ai_summary,
+    papers.organization, papers.authors, papers.ai_keywords;
