@@ -27,7 +27,7 @@ import pyarrow as pa
 from bench import synthetic
 from bench.harness import Context
 from flows.models import Paper
-from flows.pagebatch import REFRESHED, fields_hash
+from flows.pagebatch import fields_hash, first_fields
 from flows.parse import title_key
 from flows.parse.api import parse_api
 from flows.parse.clean import clean_title
@@ -336,9 +336,7 @@ def papers_table(papers: list[Paper], page_date: date | None) -> pa.Table:
 
 def _fields_hash(paper: Paper) -> str:
     """The fields hash a load records for the paper (see flows.pagebatch.fields_hash)."""
-    n_authors = paper.n_authors if paper.n_authors is not None else (len(paper.authors) or None)
-    values = [n_authors if name == "n_authors" else getattr(paper, name) for name in REFRESHED]
-    return fields_hash(values)
+    return fields_hash(list(first_fields(paper).values()))
 
 
 def main(argv: list[str]) -> int:

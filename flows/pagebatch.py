@@ -275,11 +275,17 @@ def _tupled(value: Any) -> Any:
     return tuple(value) if type(value) is list else value
 
 
+def first_fields(paper: Paper) -> dict[str, Any]:
+    """A paper's refreshed fields (`REFRESHED`, in order) as its first row stores them: with no
+    count given, the authors listed are counted."""
+    fields = {name: getattr(paper, name) for name in REFRESHED}
+    if fields["n_authors"] is None:
+        fields["n_authors"] = len(paper.authors) or None
+    return fields
+
+
 def _first_row(paper: Paper, page: PendingPage, keys: dict[str, str]) -> dict[str, Any]:
-    row = {name: getattr(paper, name) for name in REFRESHED}
-    if row["n_authors"] is None:
-        row["n_authors"] = len(paper.authors) or None
-    return row | {
+    return first_fields(paper) | {
         "paper_id": paper.paper_id,
         "title_key": keys[paper.title],
         "first_seen_at": page.seen_at,
