@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench import synthetic
-from bench.harness import Context, Row, peak_rss_mb, timed
+from bench.harness import Context, Row, limit_verdict, peak_rss_mb, timed
 from bench.history import History, history_for, history_paper, papers_table, run_time
 from flows.backfill import MAX_BATCH_DAYS
 from flows.models import Paper, ParsedPage, RawPage
@@ -34,6 +34,7 @@ SECTION = "Load"
 FIRST_MONTH = date(2016, 1, 1)
 ONE_MORE_DAY_TRIALS = 5
 BACKFILL_BATCH = MAX_BATCH_DAYS  # pages per transaction: a backfill's largest batch of days
+PAGE_TARGET_MS = 91.0  # issue #16: one month page per transaction, at or below the old 91 ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +71,16 @@ def bulk_rows(ctx: Context, papers_target: int, sightings_target: int) -> list[R
         for batch in (1, BACKFILL_BATCH)
     }
     baseline = _bulk_insert(folder / "bulk.duckdb", months, visits)
-    return [_bulk_row(timing, batch, peak, baseline) for batch, (timing, peak) in timings.items()]
+    return [
+        _bulk_row(timing, batch, peak, baseline, judged=not ctx.quick)
+        for batch, (timing, peak) in timings.items()
+    ]
 
 
-def _bulk_row(timing: BulkTiming, batch: int, peak_mb: float, baseline_s: float) -> Row:
+def _bulk_row(
+    timing: BulkTiming, batch: int, peak_mb: float, baseline_s: float, *, judged: bool
+) -> Row:
+    """`judged`: the one-page case is held to its target (not in quick mode's smaller load)."""
     page_ms = 1000 * timing.total_s / timing.pages
     papers_rate = timing.papers / timing.new_s
     how = (
@@ -81,6 +88,10 @@ def _bulk_row(timing: BulkTiming, batch: int, peak_mb: float, baseline_s: float)
         if batch == 1
         else f"{batch} pages per transaction (`save_pages`), as a backfill loads"
     )
+    verdict, missed = f"{timing.total_s / baseline_s:.1f}× the bulk INSERT (no target)", False
+    if batch == 1 and judged:
+        verdict, missed = limit_verdict(page_ms, PAGE_TARGET_MS, " ms", digits=0)
+        verdict += f"; {timing.total_s / baseline_s:.1f}× the bulk INSERT"
     return Row(
         SECTION,
         f"bulk: {timing.papers:,} papers, {timing.sightings:,} sightings "
@@ -91,7 +102,8 @@ def _bulk_row(timing: BulkTiming, batch: int, peak_mb: float, baseline_s: float)
         f"({timing.sightings / timing.total_s:,.0f}/s); {page_ms:.0f} ms/page",
         baseline=f"one Arrow INSERT per table: {baseline_s:.1f} s "
         f"({timing.sightings / baseline_s:,.0f} sightings/s)",
-        verdict=f"{timing.total_s / baseline_s:.1f}× the bulk INSERT (no target)",
+        verdict=verdict,
+        missed=missed,
         peak_mb=peak_mb,
         note=f"{how}; page bodies are compact (ids, titles, upvotes), archived as usual",
         figures={"papers_per_s": papers_rate, "total_s": timing.total_s, "baseline_s": baseline_s},

@@ -175,3 +175,19 @@ def test_the_cli_freezes_prefects_import_once_and_exits_clean() -> None:
     assert int(first) > 10_000 and second == first
     assert ranking == "False"  # scikit-learn and SciPy only for readers with a library
     assert "leak" not in done.stderr, done.stderr
+
+
+def test_flow_modules_never_import_the_cli() -> None:
+    """The CLI imports the flows, never the other way (issue #16: `flows/cli.py` and
+    `flows/backfill.py` imported each other; Prefect's environment is `flows.prefect_env`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import flows.daily, flows.backfill, flows.heartbeats, flows.prefect_server; "
+        "print('flows.cli' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["False"]
