@@ -6,17 +6,25 @@ rebuild into an empty folder (read the warehouse, render every page and both fee
 every file atomically), and a re-publish with nothing changed (every file compared, none
 written). The baseline writes the same number of files with the same sizes, plainly (one
 `write_bytes` each, no rendering, no temporary file). Target: the full rebuild under 60 s.
+
+Then the publish a daily run ends with (incremental): with nothing changed, and after the next
+weekday's run (`bench.plain_daily` against the synthetic server: the new day, and the days
+before it re-fetched with more upvotes), against a full publish of the same warehouse into a
+copy of the same site, whose files it must leave.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from bench.harness import Context, Row, peak_rss_mb
-from bench.history import history_for
-from flows.site import PublishReport, SiteSettings, publish_site
+from bench.harness import PYTHON, Context, Row, peak_rss_mb, run_child
+from bench.history import REFETCH_DAYS, History, history_for
+from bench.servers import days_server
+from flows.site import STATE_FILE, PublishReport, SiteSettings, publish_site
 from flows.warehouse import Warehouse
 
 SECTION = "Site"
@@ -33,6 +41,8 @@ def run(ctx: Context) -> list[Row]:
     full_s, report = _publish(history.path, out)
     baseline_s = plain_writes(out, ctx.folder("site") / "baseline")
     again_s, again = _publish(history.path, out)
+    unchanged_s, unchanged = _publish(history.path, out, incremental=True)
+    next_rows = next_run_rows(ctx, history, out)
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     label = "three years" if n_days > 365 else f"{n_days} days (quick: not three years)"
     case = (
@@ -64,6 +74,59 @@ def run(ctx: Context) -> list[Row]:
             missed=bool(again.written),
             figures={"again_s": again_s, "written": len(again.written)},
         ),
+        Row(
+            SECTION,
+            "a run's publish (incremental) with nothing changed",
+            f"{unchanged_s:.2f} s; {len(unchanged.written)} files written",
+            baseline=f"re-publish with no change: {again_s:.1f} s",
+            verdict="0 files written ✅" if not unchanged.written else "files rewritten ❌",
+            peak_mb=peak_rss_mb(),
+            note="reads the outline (fingerprints); renders the index, feeds and search index",
+            missed=bool(unchanged.written),
+            figures={"unchanged_s": unchanged_s},
+        ),
+        *next_rows,
+    ]
+
+
+def next_run_rows(ctx: Context, history: History, site: Path) -> list[Row]:
+    """The next weekday's run on a copy of the history, then its incremental publish into a
+    copy of the site, against a full publish into another copy: the same files."""
+    folder = ctx.folder("site")
+    db = folder / "next.duckdb"
+    shutil.copy(history.path, db)
+    day = history.last_day + timedelta(days=3)  # the Monday after the history's last Friday
+    with days_server(day - timedelta(REFETCH_DAYS), day, epoch=REFETCH_DAYS) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERDIGEST_")} | {
+            "PAPERDIGEST_HF_URL": server.url,
+            "PAPERDIGEST_SUBSCRIBERS": str(folder / "no-subscribers.json"),
+            "PAPERDIGEST_MAIL_TO": "reader@example.org",
+        }
+        outbox = folder / "next-outbox"
+        argv = [PYTHON, "-m", "bench.plain_daily", str(folder / "next.json"), str(db), str(outbox)]
+        run_child([*argv, day.isoformat()], env=env).check("the next day's run")
+    incremental_site, full_site = folder / "next-incremental", folder / "next-full"
+    for copy in (incremental_site, full_site):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(site, copy)
+    run_s, report = _publish(db, incremental_site, incremental=True)
+    full_s, full = _publish(db, full_site)
+    same = _pages(incremental_site) == _pages(full_site) and sorted(report.written) == sorted(
+        full.written
+    )
+    return [
+        Row(
+            SECTION,
+            f"a run's publish (incremental) after the next day's run ({day})",
+            f"{run_s:.2f} s; {len(report.written):,} files written",
+            baseline=f"full publish of the same: {full_s:.1f} s",
+            verdict="same files as the full publish ✅" if same else "files differ ❌",
+            peak_mb=peak_rss_mb(),
+            note=f"{full_s / run_s:.0f}× faster than the full publish; "
+            "feeds compared without their `updated` times",
+            missed=not same,
+            figures={"next_run_s": run_s, "next_full_s": full_s},
+        )
     ]
 
 
@@ -79,11 +142,20 @@ def plain_writes(site: Path, folder: Path) -> float:
     return time.perf_counter() - began
 
 
-def _publish(db: Path, out: Path) -> tuple[float, PublishReport]:
+def _publish(db: Path, out: Path, *, incremental: bool = False) -> tuple[float, PublishReport]:
     began = time.perf_counter()
     with Warehouse.open(db) as wh:
-        report = publish_site(wh, SiteSettings(out, SITE_URL))
+        report = publish_site(wh, SiteSettings(out, SITE_URL), incremental=incremental)
     return time.perf_counter() - began, report
+
+
+def _pages(site: Path) -> dict[str, bytes]:
+    """Every file of a site but its state and its feeds (whose `updated` times are the clock's)."""
+    return {
+        str(p.relative_to(site)): p.read_bytes()
+        for p in site.rglob("*")
+        if p.is_file() and p.name != STATE_FILE and not p.name.startswith("feed.")
+    }
 
 
 def _days(out: Path) -> int:

@@ -686,21 +686,29 @@ class Warehouse:
         rows = self.con.execute(query_sql("ranking_corpus"), {"until": until}).fetchall()
         return [CorpusPaper(pid, aid, title or "", text or "") for pid, aid, title, text in rows]
 
-    def site_digest_items(self, stars_jump: int) -> list[dict[str, Any]]:
-        """Every paper of every recorded daily digest, as it went out (for the site)."""
-        return self.run_query("site_digest_items", {"stars_jump": stars_jump})
+    def site_digest_items(
+        self, stars_jump: int, days: Sequence[date] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every paper of every recorded daily digest (or those of `days`), as it went out."""
+        return self.run_query(
+            "site_digest_items", {"stars_jump": stars_jump, "days": _listed(days)}
+        )
 
-    def site_papers(self) -> list[dict[str, Any]]:
-        """Every paper with its latest figures (for the site)."""
-        return self.run_query("site_papers")
+    def site_papers(self, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every paper (or those of `ids`) with its latest figures (for the site)."""
+        return self.run_query("site_papers", {"ids": _listed(ids)})
 
-    def site_sightings(self) -> list[tuple[str, date, datetime, int, int | None]]:
-        """Every sighting as (paper_id, digest_date, captured_at, rank, upvotes), oldest first."""
-        return self.con.execute(query_sql("site_sightings")).fetchall()
+    def site_sightings(
+        self, ids: Sequence[str] | None = None
+    ) -> list[tuple[str, date, datetime, int, int | None]]:
+        """Every sighting (or those of the papers of `ids`) as (paper_id, digest_date,
+        captured_at, rank, upvotes), oldest first per paper."""
+        return self.con.execute(query_sql("site_sightings"), {"ids": _listed(ids)}).fetchall()
 
-    def site_dates(self) -> list[dict[str, Any]]:
-        """Every digest date with papers, newest first, with when its data last changed."""
-        return self.run_query("site_dates")
+    def site_outline(self) -> list[tuple[date, datetime, bool, int, list[tuple]]]:
+        """Every day page's fingerprint and the papers it shows, with theirs, newest first
+        (see `warehouse/queries/site_outline.sql`)."""
+        return self.con.execute(query_sql("site_outline")).fetchall()
 
     def integrity_problems(self) -> list[tuple[str, int]]:
         """Every integrity check that fails, with its count (empty when all is well)."""
@@ -895,3 +903,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, default=str, sort_keys=True)
+
+
+def _listed(values: Sequence[Any] | None) -> list[Any] | None:
+    """A bound list parameter: NULL (None) stands for "all", so an empty list stays a list."""
+    return None if values is None else list(values)

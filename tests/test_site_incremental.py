@@ -18,8 +18,9 @@ from site_build import (
     publish,
 )
 
-from flows import site
+from flows import pipeline, site
 from flows.site import STATE_FILE, SiteSettings, iso_week, publish_site
+from flows.site_outline import read_site_outline
 from flows.warehouse import Warehouse
 
 NOW = datetime(2026, 8, 15, 9, 30, tzinfo=UTC)
@@ -150,3 +151,117 @@ def test_a_runs_publish_is_incremental(next_day, renders) -> None:
         renders.clear()
         report = publish_after_run(wh, settings)
     assert renders == ["index"] and report.written == [] and report.error is None
+
+
+def _load_without_digest(db: Path, files: list[Path]) -> None:
+    """A run that loads pages and mails nothing (an import): their days are listed, not mailed."""
+    with Warehouse.open(db) as wh:
+        run = wh.start_run("import", {})
+        outcomes = pipeline.ingest_files(wh, files, run, None, SECOND_DIGEST)
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+        wh.finish_run(run, "ok", {})
+
+
+def _api_day(source: str, work: Path, name: str, edit=None) -> Path:
+    """A recorded API day saved as `name`, changed by `edit` (applied to its item list)."""
+    items = json.loads((API_DIR / f"daily_papers_{source}.json").read_text(encoding="utf-8"))
+    if edit:
+        edit(items)
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / name
+    path.write_text(json.dumps(items), encoding="utf-8")
+    return path
+
+
+def _revise_first(items: list[dict]) -> None:
+    items[0]["paper"]["summary"] = "A revised abstract: the authors rewrote it."
+    items[0]["paper"]["upvotes"] += 5
+
+
+def _listed_again(items: list[dict]) -> None:
+    """The papers of 2026-08-13 on the list of 2026-08-16, with one more upvote each."""
+    for item in items:
+        item["paper"]["upvotes"] += 1
+        for holder, key in ((item, "publishedAt"), (item["paper"], "submittedOnDailyAt")):
+            if holder.get(key):
+                holder[key] = holder[key].replace("2026-08-13", "2026-08-16")
+
+
+def test_an_incremental_publish_after_imports_leaves_the_files_of_a_full_publish(
+    next_day, renders, tmp_path
+) -> None:
+    """Days listed but not mailed change with their papers' latest figures and texts, and a new
+    date shows papers already on other days (whose pages gain a sighting with a page)."""
+    db, out = next_day
+    publish_into(db, out, incremental=True)
+    revised = _api_day("2025-03-31", tmp_path / "in", "daily_papers_2025-03-31.json", _revise_first)
+    repeated = _api_day(
+        "2026-08-13", tmp_path / "in", "daily_papers_2026-08-16.json", _listed_again
+    )
+    _load_without_digest(db, [revised, repeated])
+    full = out.with_name("full")
+    shutil.copytree(out, full)
+    renders.clear()
+    incremental = publish_into(db, out, incremental=True)
+    complete = publish_into(db, full, incremental=False)
+    assert site_files(out) == site_files(full)
+    assert sorted(incremental.written) == sorted(complete.written)
+    assert "days/2026-08-16.html" in incremental.written
+    assert "days/2025-03-31.html" in incremental.written
+    item = json.loads((API_DIR / "daily_papers_2025-03-31.json").read_text())[0]["paper"]
+    page = (out / "papers" / f"{item['id']}.html").read_text(encoding="utf-8")
+    assert "A revised abstract" in page
+    again = json.loads((API_DIR / "daily_papers_2026-08-13.json").read_text())[0]["paper"]
+    assert f"papers/{again['id']}.html" in incremental.written  # a sighting on a new day page
+    assert "days/2026-08-15.html" in incremental.written  # its "older" link is the new day
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """The paper ids and digest dates each publish reads texts and figures of."""
+    read: dict[str, list] = {"papers": [], "days": []}
+    papers, items = Warehouse.site_papers, Warehouse.site_digest_items
+
+    def site_papers(self, ids=None):
+        read["papers"].append(ids)
+        return papers(self, ids)
+
+    def site_digest_items(self, stars_jump, days=None):
+        read["days"].append(days)
+        return items(self, stars_jump, days)
+
+    monkeypatch.setattr(Warehouse, "site_papers", site_papers)
+    monkeypatch.setattr(Warehouse, "site_digest_items", site_digest_items)
+    return read
+
+
+def test_an_incremental_publish_reads_only_what_changed(next_day, renders, reads) -> None:
+    db, out = next_day
+    publish_into(db, out, incremental=True)
+    [ids], [days] = reads["papers"], reads["days"]
+    with Warehouse.open(db) as wh:
+        outline = read_site_outline(wh)
+    on_days = {d.day: set(d.paper_ids) for d in outline.days}
+    paper_pages = {r.removeprefix("paper ") for r in renders if r.startswith("paper ")}
+    assert sorted(days) == [FIRST_DIGEST, SECOND_DIGEST]  # the mailed days it renders
+    assert set(ids) == on_days[FIRST_DIGEST] | on_days[SECOND_DIGEST] | paper_pages
+    assert len(ids) < len(outline.papers) / 2
+    reads["papers"].clear(), reads["days"].clear()
+    publish_into(db, out, incremental=True)
+    assert reads == {"papers": [], "days": []}  # nothing changed: nothing read but the outline
+    publish_into(db, out, incremental=False)
+    assert reads == {"papers": [None], "days": [None]}  # a full publish reads everything
+
+
+def test_a_damaged_state_file_means_a_full_render_with_the_same_files(next_day, renders) -> None:
+    db, out = next_day
+    publish_into(db, out, incremental=True)
+    expected = site_files(out)
+    state = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
+    state["days"] = {day: ["0", 1, None] for day in state["days"]}  # not what it wrote
+    state["inputs"] = {path: "stale" for path in state["inputs"]}
+    (out / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+    renders.clear()
+    report = publish_into(db, out, incremental=True)
+    assert site_files(out) == expected and report.written == []
+    assert len([r for r in renders if r.startswith("day ")]) == len(state["days"])

@@ -3,12 +3,14 @@
 -- these are the columns `flows.diff.digest_paper` and `reason_for` read.
 -- A digest is read as it went out: only captures up to the data it was built from, from runs up
 -- to its own. As in `diff.sql`, every time is a capture time, never a load time, and mailings
--- count by the run that sent them. Weekly digests (keys like 2025-W45) have no day page.
+-- count by the run that sent them. Weekly digests (keys like 2025-W45) have no day page. Only the
+-- digests of the dates in $days unless it is NULL.
 WITH d AS (
     SELECT digest_key, digest_date, run_id, delivered_at,
            coalesce(captured_at, delivered_at) AS d_captured_at
     FROM digests
     WHERE digest_key = strftime(digest_date, '%Y-%m-%d')
+      AND ($days IS NULL OR digest_date IN (SELECT unnest($days)))
 ),
 items AS (
     SELECT d.digest_date AS d_date, d.run_id AS d_run, d.delivered_at, d.d_captured_at,
