@@ -126,6 +126,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def own_peak_rss_mb() -> float:
+    """Peak RSS of this program since it started, in MB: unlike `peak_rss_mb` (and a child's
+    `wait4` figure), not the size of the parent it was started from, which Linux carries over
+    into ru_maxrss at exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return peak_rss_mb()  # no /proc: the wider figure
+
+
 def timed(action: Callable[[], object]) -> float:
     """Seconds one call of `action` takes."""
     began = time.perf_counter()

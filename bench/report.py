@@ -25,7 +25,8 @@ METHOD = """\
 How to read it: every figure was measured on the machine above in the same run, next to the
 baseline it is judged against. Times are wall-clock; "peak RSS" is the peak resident memory of
 the process that did the work (each section runs in its own process; the backfill and daily
-runs each in their own child process, measured with `wait4`). The HTTP and SMTP servers run in
+runs each in their own child process, measured with `wait4`; a run's publish in the Site section
+in its own process, measured by it: VmHWM). The HTTP and SMTP servers run in
 separate processes on 127.0.0.1 with no artificial delay. Synthetic days are the recorded
 Hugging Face fixtures with shifted ids, dates and upvotes (`bench/synthetic.py`); long
 histories are written in bulk with the rows daily runs would leave (`bench/history.py`).
