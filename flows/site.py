@@ -220,31 +220,25 @@ def read_site_data(
     papers: Collection[str] | None = None,
 ) -> SiteData:
     """The digests, papers and sightings the site shows, from the warehouse: every one, or
-    only the days of `days` and the papers of `papers` (with their sightings).
-
-    The days to read must come with the papers they show (`_to_read` sees to it).
-    """
+    only the days of `days` and the papers of `papers` (with their sightings), which must
+    hold the papers those days show (`_to_read` sees to it)."""
     outline = outline or read_site_outline(wh)
     wanted = [d for d in outline.days if days is None or d.day in days]
     ids = None if papers is None else sorted(papers)
-    paper_rows = {row["paper_id"]: row for row in wh.site_papers(ids)} if ids != [] else {}
+    paper_rows = {row["paper_id"]: row for row in wh.site_papers(ids)}
     latest = {paper_id: _latest_paper(row) for paper_id, row in paper_rows.items()}
     sightings: dict[str, list[Sighting]] = defaultdict(list)
-    for paper_id, day, captured_at, rank, upvotes in wh.site_sightings(ids) if latest else []:
+    for paper_id, day, captured_at, rank, upvotes in wh.site_sightings(ids):
         sightings[paper_id].append(Sighting(day, captured_at, rank, upvotes))
     dates = None if days is None else [d.day for d in wanted if d.mailed]
-    items = wh.site_digest_items(STARS_JUMP, dates) if dates != [] else []
-    mailed = _mailed_digests(items, paper_rows)
+    mailed = _mailed_digests(wh.site_digest_items(STARS_JUMP, dates), paper_rows)
     del paper_rows
-    read = []
-    for day in wanted:
-        if day.day in mailed:
-            read.append(mailed[day.day])
-        else:
-            listed = [latest[i] for i in day.paper_ids if i in latest]
-            read.append(_listed_day(day.day, day.changed_at, listed))
-    # A paper gets a page when a day page shows it: one seen only on pages that stated no
-    # digest date (an imported file without --date) has no day to be reached from.
+    read = [
+        mailed.get(d.day) or _listed_day(d.day, d.changed_at, [latest[i] for i in d.paper_ids])
+        for d in wanted
+    ]
+    # Only papers a day page shows get a page of their own (`outline.papers`): one seen only
+    # on pages that stated no digest date has no day to be reached from.
     shown = {paper_id: paper for paper_id, paper in latest.items() if paper_id in outline.papers}
     return SiteData(tuple(read), shown, dict(sightings))
 
@@ -619,9 +613,10 @@ class _Builder:
         template = self.env.get_template("site/digest_content.html.j2")
         for day in self.outline.days[: self.settings.feed_entries]:
             key = day.day.isoformat()
-            html = (kept or {}).get(key) or template.render(
-                self._day_context(self.loaded[day.day], root)
-            ).strip()
+            if key in (kept or {}):
+                html = kept[key]
+            else:
+                html = template.render(self._day_context(self.loaded[day.day], root)).strip()
             sha = hashlib.sha256(html.encode("utf-8")).hexdigest()
             previous = state.get(key, {})
             if previous.get("sha256") == sha and previous.get("updated"):

@@ -690,12 +690,15 @@ class Warehouse:
         self, stars_jump: int, days: Sequence[date] | None = None
     ) -> list[dict[str, Any]]:
         """Every paper of every recorded daily digest (or those of `days`), as it went out."""
-        return self.run_query(
-            "site_digest_items", {"stars_jump": stars_jump, "days": _listed(days)}
-        )
+        if days is not None and not days:
+            return []
+        params = {"stars_jump": stars_jump, "days": _listed(days)}
+        return self.run_query("site_digest_items", params)
 
     def site_papers(self, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Every paper (or those of `ids`) with its latest figures (for the site)."""
+        if ids is not None and not ids:
+            return []
         return self.run_query("site_papers", {"ids": _listed(ids)})
 
     def site_sightings(
@@ -703,6 +706,8 @@ class Warehouse:
     ) -> list[tuple[str, date, datetime, int, int | None]]:
         """Every sighting (or those of the papers of `ids`) as (paper_id, digest_date,
         captured_at, rank, upvotes), oldest first per paper."""
+        if ids is not None and not ids:
+            return []
         return self.con.execute(query_sql("site_sightings"), {"ids": _listed(ids)}).fetchall()
 
     def site_outline(self) -> list[tuple[date, datetime, bool, int, list[tuple]]]:
@@ -906,5 +911,5 @@ def _json(value: dict[str, Any]) -> str:
 
 
 def _listed(values: Sequence[Any] | None) -> list[Any] | None:
-    """A bound list parameter: NULL (None) stands for "all", so an empty list stays a list."""
+    """A bound list parameter, where NULL (None) stands for "all"."""
     return None if values is None else list(values)
