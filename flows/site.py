@@ -5,8 +5,10 @@ Everything is read from the warehouse through `flows.warehouse` (the recorded di
 went out, every paper's latest figures and its sightings), rendered with the email's own
 section views (`flows.render.section_views`) into the templates of `templates/site/`, and
 written incrementally: a file is rewritten only when its content hash changed, atomically
-(a temporary file renamed over it). Every internal link is relative, so the folder works from
-`file://`, from `python -m http.server` and from any static host.
+(a temporary file renamed over it). A run's publish reads and renders only the pages whose
+fingerprints (`flows.site_outline`) moved since the last publish. Every internal link is
+relative, so the folder works from `file://`, from `python -m http.server` and from any static
+host.
 """
 
 from __future__ import annotations
