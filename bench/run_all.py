@@ -44,6 +44,7 @@ SECTIONS = {  # name → (module, title)
 HISTORIES = {  # section → days of history it reads, (full, quick)
     "load": ((1, 3650), (1, 365)),
     "diff": ((1, 365, 3650), (1, 30, 365)),
+    "daily": ((1096,), ()),
     "deliver": ((30,), (30,)),
     "rank": ((365,), (30,)),
     "site": ((1096,), (90,)),
