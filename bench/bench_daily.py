@@ -24,15 +24,17 @@ judged on the 40-day row; this row shows what years of history add.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench.harness import PYTHON, ChildResult, Context, Row, limit_verdict, run_child
-from bench.history import REFETCH_DAYS, history_for
+from bench.history import REFETCH_DAYS, History, history_for
 from bench.servers import DaysServer, days_server, prefect_env, prefect_server
 from flows.fetch import FetchSettings, HFClient
 from flows.pipeline import ingest_pages
@@ -109,10 +111,12 @@ def _age_history(seed: Path) -> None:
             wh.con.execute(sql, params)
 
 
-def plain_run(folder: Path, seed: Path, server: DaysServer) -> tuple[ChildResult, dict]:
-    """The steps as plain functions, in a fresh process."""
+def plain_run(
+    folder: Path, seed: Path, server: DaysServer, day: date = DAY
+) -> tuple[ChildResult, dict]:
+    """The steps as plain functions, on a copy of `seed`, in a fresh process."""
     db, outbox, timings = _copy_of(seed, folder, "plain")
-    argv = [PYTHON, "-m", "bench.plain_daily", str(timings), str(db), str(outbox), DAY.isoformat()]
+    argv = [PYTHON, "-m", "bench.plain_daily", str(timings), str(db), str(outbox), day.isoformat()]
     env = _env(folder, server, folder / "prefect-unused", None)
     process = run_child(argv, env=env).check("plain daily run")
     return process, json.loads(timings.read_text()) | {"db": str(db)}
@@ -176,11 +180,19 @@ def long_history_runs(
     shutil.rmtree(site, ignore_errors=True)
     argv = [PYTHON, "-m", "flows", "--db", str(seed), "publish", "--out", str(site)]
     run_child(argv, env=prefect_env(home)).check("paperdigest publish")
-    day = history.last_day + timedelta(days=3)  # the Monday after its last Friday
-    with days_server(day - timedelta(REFETCH_DAYS), day, epoch=REFETCH_DAYS) as server:
+    with next_day_server(history) as (day, server):
         runs = [cli_run(folder, seed, server, home, api_url, day) for _ in range(repeats)]
     case = f"three years of history ({history.papers:,} papers; {day})"
     return runs, case
+
+
+@contextlib.contextmanager
+def next_day_server(history: History) -> Iterator[tuple[date, DaysServer]]:
+    """The weekday after a history (the Monday after its last Friday), and a server of that day
+    and of the days before it a run re-fetches, each seen again (more upvotes)."""
+    day = history.last_day + timedelta(days=3)
+    with days_server(day - timedelta(REFETCH_DAYS), day, epoch=REFETCH_DAYS) as server:
+        yield day, server
 
 
 def _plain_row(plain: list[tuple[ChildResult, dict]]) -> Row:

@@ -19,16 +19,14 @@ a copy of the same site, whose files it must leave.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
+from bench.bench_daily import next_day_server, plain_run
 from bench.harness import PYTHON, ChildResult, Context, Row, own_peak_rss_mb, peak_rss_mb, run_child
-from bench.history import REFETCH_DAYS, History, history_for
-from bench.servers import days_server
+from bench.history import History, history_for
 from flows.site import STATE_FILE, PublishReport, SiteSettings, publish_site
 from flows.warehouse import Warehouse
 
@@ -101,18 +99,9 @@ def next_run_rows(ctx: Context, history: History, site: Path) -> list[Row]:
     """The next weekday's run on a copy of the history, then its incremental publish into a
     copy of the site, against a full publish into another copy: the same files."""
     folder = ctx.folder("site")
-    db = folder / "next.duckdb"
-    shutil.copy(history.path, db)
-    day = history.last_day + timedelta(days=3)  # the Monday after the history's last Friday
-    with days_server(day - timedelta(REFETCH_DAYS), day, epoch=REFETCH_DAYS) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERDIGEST_")} | {
-            "PAPERDIGEST_HF_URL": server.url,
-            "PAPERDIGEST_SUBSCRIBERS": str(folder / "no-subscribers.json"),
-            "PAPERDIGEST_MAIL_TO": "reader@example.org",
-        }
-        outbox = folder / "next-outbox"
-        argv = [PYTHON, "-m", "bench.plain_daily", str(folder / "next.json"), str(db), str(outbox)]
-        run_child([*argv, day.isoformat()], env=env).check("the next day's run")
+    with next_day_server(history) as (day, server):
+        _, timings = plain_run(folder, history.path, server, day)
+    db = Path(timings["db"])
     incremental_site, full_site = folder / "next-incremental", folder / "next-full"
     for copy in (incremental_site, full_site):
         shutil.rmtree(copy, ignore_errors=True)
